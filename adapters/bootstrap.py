@@ -1,0 +1,290 @@
+"""The composition root: Settings -> stores, application, projections, servers.
+
+Nothing else in ledgermail constructs infrastructure. Every command and ``serve`` call
+``build()``; tests do too, with their own settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import psycopg
+
+from adapters.config import Settings
+from adapters.crypto import registry
+from adapters.crypto.event_sealing import SubjectCipher, SubjectMapper
+from adapters.crypto.keystore import SubjectKeyStore
+from adapters.crypto.master_key import load_or_create_master_key
+from adapters.crypto.passwords import Argon2PasswordHasher
+from adapters.crypto.pseudonyms import HmacPseudonymizer
+from adapters.projection_host import ProjectionHost, ProjectionSpec
+from adapters.storage.leader_lock import FileLeaderLock, PostgresLeaderLock
+from adapters.storage.sqlite_store import SYNCHRONOUS_LEVELS, LedgerSQLiteFactory, LedgerSQLiteRecorder
+from domain.application.base import Ports, SystemClock
+from domain.application.service import LedgerMail
+from projections.audit_trail.projection import AuditTrailProjection
+from projections.audit_trail.view import AuditTrailInterface
+from projections.mailbox_view.projection import MailboxViewProjection
+from projections.mailbox_view.view import MailboxViewInterface
+
+log = logging.getLogger(__name__)
+
+APP_NAME = LedgerMail.name
+EVENTS_DB = "events.sqlite"
+KEYS_DB = "keys.sqlite"
+VIEW_DBS = {MailboxViewProjection.name: "mailbox_view.sqlite", AuditTrailProjection.name: "audit_trail.sqlite"}
+
+
+class StartupError(Exception):
+    """The store is unsafe to serve from; the message says why."""
+
+
+def _topic(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+@dataclass
+class PostgresTarget:
+    dsn: str
+    host: str
+    port: str
+    user: str
+    password: str
+    dbname: str
+
+
+def parse_postgres_url(url: str) -> PostgresTarget:
+    parsed = urlparse(url)
+    return PostgresTarget(
+        dsn=url,
+        host=parsed.hostname or "127.0.0.1",
+        port=str(parsed.port or 5432),
+        user=unquote(parsed.username or "postgres"),
+        password=unquote(parsed.password or ""),
+        dbname=(parsed.path or "/postgres").lstrip("/") or "postgres",
+    )
+
+
+def schemas_for(settings: Settings) -> dict[str, str]:
+    base = settings.store.schema_name
+    return {
+        "events": base,
+        "keys": f"{base}_keys",
+        MailboxViewProjection.name: f"{base}_mailbox_view",
+        AuditTrailProjection.name: f"{base}_audit",
+    }
+
+
+def eventsourcing_env(settings: Settings, master_key: bytes) -> dict[str, str]:
+    """The environment the eventsourcing library builds the store from."""
+    env = {
+        "MAPPER_TOPIC": _topic(SubjectMapper),
+        "CIPHER_TOPIC": _topic(SubjectCipher),
+        "KEYSTORE_MASTER_KEY": base64.b64encode(master_key).decode(),
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+    if settings.is_postgres:
+        from adapters.storage.postgres_store import LedgerPostgresRecorder
+
+        target = parse_postgres_url(settings.store_url)
+        schemas = schemas_for(settings)
+        env.update({
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": target.dbname,
+            "POSTGRES_HOST": target.host,
+            "POSTGRES_PORT": target.port,
+            "POSTGRES_USER": target.user,
+            "POSTGRES_PASSWORD": target.password,
+            "POSTGRES_SCHEMA": schemas["events"],
+            "POSTGRES_POOL_SIZE": str(settings.store.pool_size),
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": _topic(LedgerPostgresRecorder),
+            "KEYSTORE_URL": target.dsn,
+            "KEYSTORE_SCHEMA": schemas["keys"],
+        })
+        for name in (MailboxViewProjection.name, AuditTrailProjection.name):
+            env[f"{name.upper()}_POSTGRES_SCHEMA"] = schemas[name]
+    else:
+        data = settings.data_dir.resolve()
+        env.update({
+            "PERSISTENCE_MODULE": _topic(LedgerSQLiteFactory),
+            "SQLITE_DBNAME": str(data / EVENTS_DB),
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "SQLITE_SYNCHRONOUS": "FULL",
+            "APPLICATION_RECORDER_TOPIC": _topic(LedgerSQLiteRecorder),
+            "KEYSTORE_URL": f"sqlite:///{data / KEYS_DB}",
+        })
+        for name, filename in VIEW_DBS.items():
+            env[f"{name.upper()}_SQLITE_DBNAME"] = str(data / filename)
+            # Views are rebuilt from the log, so they need no fsync per row; their
+            # tracking rows commit atomically with the rows they describe.
+            env[f"{name.upper()}_SQLITE_SYNCHRONOUS"] = "NORMAL"
+    return env
+
+
+def _view_classes(settings: Settings) -> tuple[type, type]:
+    if settings.is_postgres:
+        from adapters.storage.views_postgres import PostgresAuditTrail, PostgresMailboxView
+
+        return PostgresMailboxView, PostgresAuditTrail
+    from adapters.storage.views_sqlite import SQLiteAuditTrail, SQLiteMailboxView
+
+    return SQLiteMailboxView, SQLiteAuditTrail
+
+
+class ProjectionReadModels:
+    """The ``ReadModels`` port over the projection host."""
+
+    def __init__(self, host: ProjectionHost) -> None:
+        self._host = host
+
+    @property
+    def mailbox_view(self) -> MailboxViewInterface:
+        return self._host.views[MailboxViewProjection.name]
+
+    def wait_for(self, position: int, timeout: float) -> dict[str, int]:
+        return self._host.wait_for(position, timeout)
+
+    def rows_for_streams(self, stream_ids: list[str]) -> int:
+        return self.mailbox_view.rows_for_streams(stream_ids)
+
+    def referenced_blobs(self, blob_ids: list[str]) -> set[str]:
+        return self.mailbox_view.referenced_blobs(blob_ids)
+
+    def compact(self) -> None:
+        for view in self._host.views.values():
+            view.compact()
+
+
+@dataclass
+class Container:
+    settings: Settings
+    app: LedgerMail
+    projections: ProjectionHost
+    keystore: SubjectKeyStore
+    blobs: Any
+    env: dict[str, str]
+    closers: list[Any] = field(default_factory=list)
+
+    @property
+    def mailbox_view(self) -> MailboxViewInterface:
+        return self.projections.views[MailboxViewProjection.name]
+
+    @property
+    def audit_trail(self) -> AuditTrailInterface:
+        return self.projections.views[AuditTrailProjection.name]
+
+    def catch_up(self, timeout: float = 60.0) -> dict[str, int]:
+        """Wait until every view has applied everything in the log so far."""
+        return self.projections.wait_for(self.app.recorder.max_notification_id() or 0, timeout)
+
+    def close(self) -> None:
+        self.projections.stop()
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception as error:  # noqa: BLE001
+                log.debug("close: %s", error)
+        self.app.close()
+        registry.close_all()
+
+
+def _prepare_postgres(settings: Settings) -> None:
+    target = parse_postgres_url(settings.store_url)
+    try:
+        with psycopg.connect(target.dsn, autocommit=True, connect_timeout=10) as conn:
+            level = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            if level == "off":
+                raise StartupError("PostgreSQL has synchronous_commit=off: an acknowledged "
+                                   "message could be lost; set it to on")
+            for schema in schemas_for(settings).values():
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    except psycopg.OperationalError as error:
+        raise StartupError(f"cannot reach PostgreSQL at {target.host}:{target.port}: "
+                           f"{str(error).strip().splitlines()[0]}") from None
+
+
+def build(settings: Settings, *, run_projections: bool = True) -> Container:
+    """Open (creating on first use) the store the settings name."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    master_key = load_or_create_master_key(settings.master_key_path, settings.master_key or None)
+    if settings.is_postgres:
+        _prepare_postgres(settings)
+    env = eventsourcing_env(settings, master_key)
+    keystore = registry.keystore_from_env({"KEYSTORE_URL": env["KEYSTORE_URL"],
+                                           "KEYSTORE_SCHEMA": env.get("KEYSTORE_SCHEMA", ""),
+                                           "KEYSTORE_MASTER_KEY": env["KEYSTORE_MASTER_KEY"]})
+    closers: list[Any] = []
+    if settings.is_postgres:
+        from adapters.storage.blobs_postgres import PostgresBlobStore
+
+        blobs: Any = PostgresBlobStore(settings.store_url, schemas_for(settings)["events"])
+        closers.append(blobs.close)
+        lock: Any = PostgresLeaderLock(settings.store_url, settings.store.schema_name)
+    else:
+        from adapters.storage.blobs_files import FileBlobStore
+
+        blobs = FileBlobStore(settings.data_dir.resolve() / "blobs")
+        lock = FileLeaderLock(settings.data_dir.resolve() / "projections.lock")
+    mailbox_view_class, audit_class = _view_classes(settings)
+    host = ProjectionHost(
+        LedgerMail, APP_NAME, env,
+        [ProjectionSpec(MailboxViewProjection, mailbox_view_class),
+         ProjectionSpec(AuditTrailProjection, audit_class)],
+        lock,
+    )
+    ports = Ports(
+        blobs=blobs,
+        keys=keystore,
+        pseudonyms=HmacPseudonymizer(master_key),
+        passwords=Argon2PasswordHasher(settings.crypto.password_memory_kib,
+                                       settings.crypto.password_time_cost),
+        read_models=ProjectionReadModels(host),
+        clock=SystemClock(),
+        backup_retention_days=settings.compliance.backup_retention_days,
+        default_quota_bytes=settings.default_quota_bytes,
+    )
+    app = LedgerMail(env=env, ports=ports)
+    app.max_message_bytes = settings.max_message_bytes
+    container = Container(settings, app, host, keystore, blobs, env, closers)
+    check_durability(container)
+    if run_projections:
+        host.start()
+    return container
+
+
+def check_durability(container: Container) -> None:
+    """Refuse a store that could lose acknowledged mail (DESIGN §2)."""
+    datastore = getattr(container.app.recorder, "datastore", None)
+    if hasattr(datastore, "synchronous_level"):
+        level = datastore.synchronous_level()
+        if level < SYNCHRONOUS_LEVELS["FULL"]:
+            raise StartupError(f"SQLite synchronous={level} is below FULL: refusing to start")
+
+
+def verify_event_log(container: Container, batch: int = 2000) -> int:
+    """Authenticate every stored event; raise on the first that fails. Returns the count."""
+    recorder = container.app.recorder
+    mapper = container.app.mapper
+    assert isinstance(mapper, SubjectMapper)
+    start, count = 1, 0
+    while True:
+        notifications = recorder.select_notifications(start=start, limit=batch)
+        if not notifications:
+            return count
+        for notification in notifications:
+            mapper.verify(notification)
+        count += len(notifications)
+        start = notifications[-1].id + 1
+
+
+def data_files(settings: Settings) -> list[Path]:
+    """Every file ledgermail keeps under the data dir (for operators and the canary test)."""
+    root = settings.data_dir.resolve()
+    return sorted(p for p in root.rglob("*") if p.is_file())

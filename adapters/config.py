@@ -1,0 +1,149 @@
+"""Settings: the TOML file, then ``LEDGERMAIL_*`` environment variables (DESIGN §6).
+
+Nested keys are joined by ``__``: ``LEDGERMAIL_LISTEN__IMAP=127.0.0.1:2143``. A listener
+set to ``""`` is off.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Bad configuration: the message says which setting and why."""
+
+
+class Listen(BaseModel):
+    smtp: str = "127.0.0.1:2525"
+    submission: str = "127.0.0.1:2587"
+    submissions: str = "127.0.0.1:2465"
+    imap: str = "127.0.0.1:2143"
+    imaps: str = "127.0.0.1:2993"
+    pop3: str = "127.0.0.1:2110"
+    pop3s: str = "127.0.0.1:2995"
+    http: str = "127.0.0.1:8025"
+
+    @field_validator("*")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT or \"\" (off), got {value!r}")
+        return value
+
+    def address(self, name: str) -> tuple[str, int] | None:
+        value = getattr(self, name)
+        if not value:
+            return None
+        host, _, port = value.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class Store(BaseModel):
+    #: ``sqlite:///<dir>`` (default: the data dir) or ``postgresql://user@host:port/db``.
+    url: str = ""
+    #: PostgreSQL schema prefix: events in <schema>, keys in <schema>_keys, views apart.
+    schema_name: str = Field(default="ledgermail", alias="schema")
+    pool_size: int = 5
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum() or not value[0].isalpha() or len(value) > 40:
+            raise ValueError("schema must be letters, digits and _, starting with a letter")
+        return value.lower()
+
+
+class Crypto(BaseModel):
+    #: Default: <data dir>/master.key, created with mode 0600 on first start.
+    master_key_file: str = ""
+    password_memory_kib: int = 65536
+    password_time_cost: int = 3
+
+
+class Compliance(BaseModel):
+    #: How long backups holding a shredded key live; erasure receipts state the date.
+    backup_retention_days: int = 30
+
+
+class Settings(BaseSettings):
+    data_dir: Path = Path("./data")
+    hostname: str = "localhost"
+    master_key: str = ""
+    default_quota_bytes: int = 1 << 30
+    max_message_bytes: int = 64 * 1024 * 1024
+    #: Authenticate every stored event at start-up (refuse to start on a tampered log).
+    verify_on_start: bool = True
+    listen: Listen = Listen()
+    store: Store = Store()
+    crypto: Crypto = Crypto()
+    compliance: Compliance = Compliance()
+
+    model_config = SettingsConfigDict(env_prefix="LEDGERMAIL_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments (command-line flags) win, then the environment, then the file.
+        return (init_settings, env_settings)
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_dir.resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.store_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def master_key_path(self) -> Path:
+        return Path(self.crypto.master_key_file) if self.crypto.master_key_file else self.data_dir / "master.key"
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file, the environment and explicit overrides (in rising
+    precedence). Raises ``ConfigError`` with a one-line reason."""
+    file_values: dict[str, Any] = {}
+    if config_file:
+        path = Path(config_file)
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    try:
+        from_env = Settings()
+        env_values = from_env.model_dump(exclude_unset=True, by_alias=True)
+        merged = _merge(_merge(file_values, env_values), {k: v for k, v in overrides.items() if v is not None})
+        return Settings(**merged)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting {where}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""Encryption at rest: master key, subject key store, event sealing, body sealing."""

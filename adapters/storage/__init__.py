@@ -1,0 +1,1 @@
+"""SQLite and PostgreSQL: event store plumbing, view implementations, blob stores."""

@@ -1,0 +1,64 @@
+"""Only one process runs the projections of a store at a time.
+
+Two runners applying the same event would double-insert rows and fork the audit hash
+chain. ``serve`` holds the lock for its lifetime; a command run beside it (``ledgermail
+deliver`` ...) finds the lock taken and waits for serve's projections instead; a command
+run alone takes the lock and brings the views up to date itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import zlib
+from pathlib import Path
+
+import psycopg
+
+
+class FileLeaderLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class PostgresLeaderLock:
+    """A session-level advisory lock, held by a dedicated connection."""
+
+    def __init__(self, dsn: str, name: str) -> None:
+        self._dsn = dsn
+        self._key = zlib.crc32(f"ledgermail-projections:{name}".encode())
+        self._conn: psycopg.Connection | None = None
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None:
+            return True
+        conn = psycopg.connect(self._dsn, autocommit=True)
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0]:
+            self._conn = conn
+            return True
+        conn.close()
+        return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # closing the session releases the lock
+            self._conn = None

@@ -1,0 +1,298 @@
+"""SQL shared by the SQLite and PostgreSQL views: written once with ``%s`` placeholders
+and a ``{p}`` table prefix, adapted per backend by a small dialect."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking, WaitInterruptedError
+
+from projections.audit_trail.view import GENESIS_HASH, AuditEntry, AuditRow, chain_hash
+from projections.mailbox_view.view import AccountRow, MailboxRow, MessageRow
+
+#: Rows per IN (...) list: below SQLite's and PostgreSQL's parameter limits.
+CHUNK = 500
+
+
+def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class SqlViewBase:
+    """Helpers over an eventsourcing tracking recorder's ``datastore``."""
+
+    datastore: Any
+    placeholder = "%s"
+    table_prefix = ""
+
+    def sql(self, statement: str) -> str:
+        statement = statement.replace("{p}", self.table_prefix)
+        return statement.replace("%s", self.placeholder) if self.placeholder != "%s" else statement
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as cursor:
+            yield cursor
+
+    def run(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> Any:
+        cursor.execute(self.sql(statement), tuple(params))
+        return cursor
+
+    def ddl(self) -> list[str]:
+        return []
+
+    def create_view_tables(self) -> None:
+        with self.write() as cursor:
+            for statement in self.ddl():
+                cursor.execute(self.sql(statement))
+
+    def wait(self, application_name: str, notification_id: int | None, timeout: float = 1.0,
+             interrupt: threading.Event | None = None) -> None:
+        """Poll every 2 ms (the library starts at 100 ms), for read-your-writes."""
+        deadline = time.monotonic() + timeout
+        while not self.has_tracking_id(application_name, notification_id):  # type: ignore[attr-defined]
+            if interrupt is not None:
+                if interrupt.wait(0.002):
+                    raise WaitInterruptedError
+            else:
+                time.sleep(0.002)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"view not at position {notification_id} after {timeout}s")
+
+
+def _placeholders(count: int) -> str:
+    return ",".join(["%s"] * count)
+
+
+class SqlMailboxView(SqlViewBase):
+    def ddl(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS {p}mv_accounts(account_id TEXT PRIMARY KEY, "
+            "address TEXT NOT NULL, quota_bytes BIGINT NOT NULL, created_at TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {p}mv_aliases(address TEXT PRIMARY KEY, "
+            "account_id TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS mv_aliases_account ON {p}mv_aliases(account_id)",
+            "CREATE TABLE IF NOT EXISTS {p}mv_mailboxes(mailbox_id TEXT PRIMARY KEY, "
+            "account_id TEXT NOT NULL, name TEXT NOT NULL, special_use TEXT, "
+            "uidvalidity BIGINT NOT NULL, uidnext BIGINT NOT NULL, highestmodseq BIGINT NOT NULL, "
+            "subscribed INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS mv_mailboxes_account ON {p}mv_mailboxes(account_id)",
+            "CREATE TABLE IF NOT EXISTS {p}mv_messages(copy_id TEXT PRIMARY KEY, "
+            "mailbox_id TEXT NOT NULL, uid BIGINT NOT NULL, modseq BIGINT NOT NULL, "
+            "flags TEXT NOT NULL, internal_date TEXT NOT NULL, size BIGINT NOT NULL, "
+            "blob_id TEXT NOT NULL, summary TEXT NOT NULL, UNIQUE(mailbox_id, uid))",
+            "CREATE INDEX IF NOT EXISTS mv_messages_blob ON {p}mv_messages(blob_id)",
+            "CREATE INDEX IF NOT EXISTS mv_messages_modseq ON {p}mv_messages(mailbox_id, modseq)",
+            "CREATE TABLE IF NOT EXISTS {p}mv_vanished(mailbox_id TEXT NOT NULL, "
+            "uid BIGINT NOT NULL, modseq BIGINT NOT NULL, PRIMARY KEY(mailbox_id, uid))",
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _apply(self, tracking: Tracking, *statements: tuple[str, Sequence[Any]]) -> None:
+        with self.write() as cursor:
+            for statement, params in statements:
+                self.run(cursor, statement, params)
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+
+    def track(self, tracking: Tracking) -> None:
+        self._apply(tracking)
+
+    def add_account(self, account_id: UUID, address: str, quota_bytes: int, created_at: str,
+                    tracking: Tracking) -> None:
+        self._apply(tracking, (
+            "INSERT INTO {p}mv_accounts VALUES (%s,%s,%s,%s) ON CONFLICT (account_id) DO NOTHING",
+            (str(account_id), address, quota_bytes, created_at)))
+
+    def add_alias(self, account_id: UUID, address: str, tracking: Tracking) -> None:
+        self._apply(tracking, ("INSERT INTO {p}mv_aliases VALUES (%s,%s) "
+                               "ON CONFLICT (address) DO UPDATE SET account_id=excluded.account_id",
+                               (address, str(account_id))))
+
+    def remove_alias(self, account_id: UUID, address: str, tracking: Tracking) -> None:
+        self._apply(tracking, ("DELETE FROM {p}mv_aliases WHERE address=%s AND account_id=%s",
+                               (address, str(account_id))))
+
+    def set_quota(self, account_id: UUID, quota_bytes: int, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_accounts SET quota_bytes=%s WHERE account_id=%s",
+                               (quota_bytes, str(account_id))))
+
+    def add_mailbox(self, mailbox_id: UUID, account_id: UUID, name: str, special_use: str | None,
+                    uidvalidity: int, tracking: Tracking) -> None:
+        self._apply(tracking, (
+            "INSERT INTO {p}mv_mailboxes VALUES (%s,%s,%s,%s,%s,1,1,1) "
+            "ON CONFLICT (mailbox_id) DO NOTHING",
+            (str(mailbox_id), str(account_id), name, special_use, uidvalidity)))
+
+    def assign_uids(self, mailbox_id: UUID, count: int, modseq: int, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_mailboxes SET uidnext=uidnext+%s, highestmodseq=%s "
+                               "WHERE mailbox_id=%s", (count, modseq, str(mailbox_id))))
+
+    def advance_modseq(self, mailbox_id: UUID, modseq: int, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_mailboxes SET highestmodseq=%s WHERE mailbox_id=%s",
+                               (modseq, str(mailbox_id))))
+
+    def rename_mailbox(self, mailbox_id: UUID, name: str, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_mailboxes SET name=%s WHERE mailbox_id=%s",
+                               (name, str(mailbox_id))))
+
+    def set_subscribed(self, mailbox_id: UUID, subscribed: bool, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_mailboxes SET subscribed=%s WHERE mailbox_id=%s",
+                               (int(subscribed), str(mailbox_id))))
+
+    def delete_mailbox(self, mailbox_id: UUID, tracking: Tracking) -> None:
+        self._apply(tracking, *self._purge_mailbox(str(mailbox_id)))
+
+    @staticmethod
+    def _purge_mailbox(mailbox_id: str) -> list[tuple[str, Sequence[Any]]]:
+        return [
+            ("DELETE FROM {p}mv_messages WHERE mailbox_id=%s", (mailbox_id,)),
+            ("DELETE FROM {p}mv_vanished WHERE mailbox_id=%s", (mailbox_id,)),
+            ("DELETE FROM {p}mv_mailboxes WHERE mailbox_id=%s", (mailbox_id,)),
+        ]
+
+    def add_message(self, row: MessageRow, blob_id: str, tracking: Tracking) -> None:
+        # INSERT ... SELECT: nothing is written when the mailbox row is gone (erased).
+        self._apply(tracking, (
+            "INSERT INTO {p}mv_messages SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s "
+            "WHERE EXISTS (SELECT 1 FROM {p}mv_mailboxes WHERE mailbox_id=%s) "
+            "ON CONFLICT DO NOTHING",
+            (str(row.copy_id), str(row.mailbox_id), row.uid, row.modseq, " ".join(row.flags),
+             row.internal_date, row.size, blob_id, json.dumps(row.summary),
+             str(row.mailbox_id))))
+
+    def set_flags(self, copy_id: UUID, flags: list[str], modseq: int, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_messages SET flags=%s, modseq=%s WHERE copy_id=%s",
+                               (" ".join(flags), modseq, str(copy_id))))
+
+    def expunge(self, copy_id: UUID, modseq: int, tracking: Tracking) -> None:
+        # RFC 7162 §3.2.10 / RFC 7162 §3.2.5.2: remember the UID for VANISHED (QRESYNC).
+        self._apply(tracking,
+                    ("INSERT INTO {p}mv_vanished SELECT mailbox_id, uid, %s FROM {p}mv_messages "
+                     "WHERE copy_id=%s ON CONFLICT DO NOTHING", (modseq, str(copy_id))),
+                    ("DELETE FROM {p}mv_messages WHERE copy_id=%s", (str(copy_id),)))
+
+    def purge_stream(self, stream_id: UUID, tracking: Tracking) -> None:
+        sid = str(stream_id)
+        owned = "SELECT mailbox_id FROM {p}mv_mailboxes WHERE account_id=%s"
+        self._apply(
+            tracking,
+            (f"DELETE FROM {{p}}mv_messages WHERE mailbox_id IN ({owned})", (sid,)),
+            (f"DELETE FROM {{p}}mv_vanished WHERE mailbox_id IN ({owned})", (sid,)),
+            ("DELETE FROM {p}mv_mailboxes WHERE account_id=%s", (sid,)),
+            ("DELETE FROM {p}mv_aliases WHERE account_id=%s", (sid,)),
+            ("DELETE FROM {p}mv_accounts WHERE account_id=%s", (sid,)),
+            *self._purge_mailbox(sid),
+            ("DELETE FROM {p}mv_messages WHERE copy_id=%s", (sid,)),
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def accounts(self) -> list[AccountRow]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT * FROM {p}mv_accounts ORDER BY address").fetchall()
+            aliases = self.run(cursor, "SELECT * FROM {p}mv_aliases ORDER BY address").fetchall()
+        by_account: dict[str, list[str]] = {}
+        for alias in aliases:
+            by_account.setdefault(alias["account_id"], []).append(alias["address"])
+        return [AccountRow(UUID(r["account_id"]), r["address"], by_account.get(r["account_id"], []),
+                           int(r["quota_bytes"]), r["created_at"]) for r in rows]
+
+    def mailboxes(self, account_id: UUID) -> list[MailboxRow]:
+        with self.read() as cursor:
+            rows = self.run(cursor,
+                            "SELECT b.*, (SELECT count(*) FROM {p}mv_messages m "
+                            "WHERE m.mailbox_id=b.mailbox_id) AS messages FROM {p}mv_mailboxes b "
+                            "WHERE account_id=%s ORDER BY name", (str(account_id),)).fetchall()
+        return [MailboxRow(UUID(r["mailbox_id"]), UUID(r["account_id"]), r["name"], r["special_use"],
+                           int(r["uidvalidity"]), int(r["uidnext"]), int(r["highestmodseq"]),
+                           bool(r["subscribed"]), int(r["messages"])) for r in rows]
+
+    def messages(self, mailbox_id: UUID) -> list[MessageRow]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT * FROM {p}mv_messages WHERE mailbox_id=%s ORDER BY uid",
+                            (str(mailbox_id),)).fetchall()
+        return [MessageRow(UUID(r["copy_id"]), UUID(r["mailbox_id"]), int(r["uid"]), int(r["modseq"]),
+                           r["flags"].split() if r["flags"] else [], r["internal_date"], int(r["size"]),
+                           json.loads(r["summary"])) for r in rows]
+
+    def vanished_since(self, mailbox_id: UUID, modseq: int) -> list[int]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT uid FROM {p}mv_vanished WHERE mailbox_id=%s AND modseq>%s "
+                            "ORDER BY uid", (str(mailbox_id), modseq)).fetchall()
+        return [int(r["uid"]) for r in rows]
+
+    def rows_for_streams(self, stream_ids: list[str]) -> int:
+        total = 0
+        with self.read() as cursor:
+            for chunk in chunks(stream_ids):
+                marks = _placeholders(len(chunk))
+                ids = list(chunk)
+                for statement, params in (
+                    (f"SELECT count(*) AS n FROM {{p}}mv_accounts WHERE account_id IN ({marks})", ids),
+                    (f"SELECT count(*) AS n FROM {{p}}mv_aliases WHERE account_id IN ({marks})", ids),
+                    (f"SELECT count(*) AS n FROM {{p}}mv_mailboxes WHERE mailbox_id IN ({marks}) "
+                     f"OR account_id IN ({marks})", ids + ids),
+                    (f"SELECT count(*) AS n FROM {{p}}mv_messages WHERE copy_id IN ({marks}) "
+                     f"OR mailbox_id IN ({marks})", ids + ids),
+                    (f"SELECT count(*) AS n FROM {{p}}mv_vanished WHERE mailbox_id IN ({marks})", ids),
+                ):
+                    total += int(self.run(cursor, statement, params).fetchone()["n"])
+        return total
+
+    def referenced_blobs(self, blob_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self.read() as cursor:
+            for chunk in chunks(blob_ids):
+                rows = self.run(cursor, f"SELECT DISTINCT blob_id FROM {{p}}mv_messages WHERE blob_id "
+                                f"IN ({_placeholders(len(chunk))})", list(chunk)).fetchall()
+                found.update(r["blob_id"] for r in rows)
+        return found
+
+    view_tables = ("mv_accounts", "mv_aliases", "mv_mailboxes", "mv_messages", "mv_vanished")
+
+
+class SqlAuditTrail(SqlViewBase):
+    def ddl(self) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS {p}audit_entries(position BIGINT PRIMARY KEY, at TEXT NOT NULL, "
+            "event_type TEXT NOT NULL, stream_id TEXT NOT NULL, subject TEXT, actor TEXT NOT NULL, "
+            "protocol TEXT NOT NULL, session TEXT NOT NULL, purpose TEXT NOT NULL, "
+            "prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS audit_entries_subject ON {p}audit_entries(subject)",
+        ]
+
+    def append(self, entry: AuditEntry, tracking: Tracking) -> None:
+        with self.write() as cursor:
+            last = self.run(cursor, "SELECT hash FROM {p}audit_entries ORDER BY position DESC LIMIT 1"
+                            ).fetchone()
+            prev = last["hash"] if last else GENESIS_HASH
+            self.run(cursor, "INSERT INTO {p}audit_entries VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                     (entry.position, entry.at, entry.event_type, entry.stream_id, entry.subject,
+                      entry.actor, entry.protocol, entry.session, entry.purpose, prev,
+                      chain_hash(prev, entry)))
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+
+    def rows(self, subject: str | None = None) -> list[AuditRow]:
+        statement = "SELECT * FROM {p}audit_entries"
+        params: tuple[Any, ...] = ()
+        if subject is not None:
+            statement += " WHERE subject=%s"
+            params = (subject,)
+        with self.read() as cursor:
+            rows = self.run(cursor, statement + " ORDER BY position", params).fetchall()
+        return [AuditRow(AuditEntry(int(r["position"]), r["at"], r["event_type"], r["stream_id"],
+                                    r["subject"], r["actor"], r["protocol"], r["session"], r["purpose"]),
+                         r["prev_hash"], r["hash"]) for r in rows]

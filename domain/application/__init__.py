@@ -1,0 +1,1 @@
+"""Use cases: one method per use case on the ``LedgerMail`` eventsourcing application."""

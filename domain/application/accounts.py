@@ -1,0 +1,173 @@
+"""Use cases for domains, accounts and credentials."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID, uuid4
+
+from domain.application.base import LedgerApplication
+from domain.model.account import MAIL_DOMAINS_ID, Account, AddressIndex, MailDomains
+from domain.model.errors import (
+    AuthenticationFailed,
+    SubjectErased,
+    UnknownAddress,
+    UnknownDomain,
+    WeakPassword,
+)
+from domain.model.mailbox import Mailbox
+from domain.model.values import (
+    DEFAULT_MAILBOXES,
+    domain_of,
+    normalize_address,
+    normalize_domain,
+)
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+#: Verified against when the user is unknown, so both failures cost the same time.
+_DUMMY_PASSWORD = "ledgermail-timing-equaliser"
+
+
+def check_password_policy(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"shorter than {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"longer than {MAX_PASSWORD_LENGTH} characters")
+    if any(ord(ch) < 0x20 for ch in password):
+        raise WeakPassword("control characters are not allowed")
+
+
+class AccountUseCases(LedgerApplication):
+    _dummy_hash: str | None = None
+
+    # -- domains -----------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> str:
+        domain = normalize_domain(name)
+
+        def body() -> str:
+            registry = self.load_or_none(MAIL_DOMAINS_ID) or MailDomains()
+            registry.add(domain)
+            self.save_with_envelope(registry)
+            return domain
+
+        return self.retrying("the domain registry", lambda: [MAIL_DOMAINS_ID], body)
+
+    def list_domains(self) -> list[str]:
+        registry = self.load_or_none(MAIL_DOMAINS_ID)
+        return sorted(registry.names) if registry else []
+
+    def check_local_domain(self, domain: str) -> None:
+        if domain not in self.list_domains():
+            raise UnknownDomain(domain)
+
+    # -- accounts ----------------------------------------------------------------------
+
+    def create_account(self, address: str, password: str, quota_bytes: int | None = None) -> UUID:
+        """A new person with INBOX and the RFC 6154 special-use mailboxes."""
+        address = normalize_address(address)
+        self.check_local_domain(domain_of(address))
+        check_password_policy(password)
+        password_hash = self.ports.passwords.hash(password)
+        index_id = self.ports.pseudonyms.address_index_id(address)
+
+        def body() -> UUID:
+            index = self.load_or_none(index_id)
+            if index is not None:
+                index.check_free(address)
+            account = Account(
+                subject_id=uuid4().hex,
+                address=address,
+                password_hash=password_hash,
+                quota_bytes=quota_bytes if quota_bytes is not None else self.ports.default_quota_bytes,
+            )
+            if index is None:
+                index = AddressIndex(index_id=index_id, account_id=account.id)
+            else:
+                index.reclaim(account.id)
+            uidvalidity = int(time.time())
+            mailboxes = []
+            for name, special_use in DEFAULT_MAILBOXES:
+                mailbox = Mailbox(
+                    subject_id=account.subject_id,
+                    account_id=account.id,
+                    name=name,
+                    special_use=special_use,
+                    uidvalidity=uidvalidity,
+                )
+                account.attach_mailbox(name, str(mailbox.id))
+                mailboxes.append(mailbox)
+            self.save_with_envelope(account, *mailboxes, index)
+            return account.id
+
+        return self.retrying(f"address {address}", lambda: [index_id], body)
+
+    def index_for(self, address: str) -> AddressIndex | None:
+        try:
+            normalized = normalize_address(address)
+        except Exception:
+            return None
+        return self.load_or_none(self.ports.pseudonyms.address_index_id(normalized))
+
+    def account_id_for(self, address: str) -> UUID:
+        index = self.index_for(address)
+        if index is None or index.account_id is None:
+            raise UnknownAddress(address)
+        return index.account_id
+
+    def account_for(self, address: str) -> Account:
+        account_id = self.account_id_for(address)
+        return self.load(account_id, what=f"the owner of {address}")
+
+    def authenticate(self, address: str, password: str) -> UUID:
+        """Check a password; unknown users and wrong passwords fail the same way."""
+        try:
+            account = self.account_for(address)
+        except (UnknownAddress, SubjectErased):
+            self.ports.passwords.verify(self._dummy(), password)
+            raise AuthenticationFailed() from None
+        if not self.ports.passwords.verify(account.password_hash, password):
+            raise AuthenticationFailed()
+        return account.id
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            type(self)._dummy_hash = self.ports.passwords.hash(_DUMMY_PASSWORD)
+        assert self._dummy_hash is not None
+        return self._dummy_hash
+
+    def change_password(self, address: str, password: str) -> None:
+        check_password_policy(password)
+        password_hash = self.ports.passwords.hash(password)
+        account_id = self.account_id_for(address)
+
+        def body() -> None:
+            account = self.load(account_id, what=address)
+            account.change_password(password_hash)
+            self.save_with_envelope(account)
+
+        self.retrying(address, lambda: [account_id], body)
+
+    def place_legal_hold(self, address: str, reason: str) -> None:
+        """A hold blocks erasure (GDPR Art. 17(3)(e)) until released."""
+        if not reason.strip():
+            raise ValueError("a legal hold needs a reason")
+        account_id = self.account_id_for(address)
+
+        def body() -> None:
+            account = self.load(account_id, what=address)
+            account.place_legal_hold(reason.strip())
+            self.save_with_envelope(account)
+
+        self.retrying(address, lambda: [account_id], body)
+
+    def release_legal_hold(self, address: str) -> None:
+        account_id = self.account_id_for(address)
+
+        def body() -> None:
+            account = self.load(account_id, what=address)
+            if account.legal_hold is not None:
+                account.release_legal_hold()
+                self.save_with_envelope(account)
+
+        self.retrying(address, lambda: [account_id], body)

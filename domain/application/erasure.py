@@ -1,0 +1,248 @@
+"""Right to erasure (GDPR Art. 17) by crypto-shredding, and export (Art. 15/20).
+
+The workflow (DESIGN §3) is recorded step by step on an ``ErasureRequest``, so it is
+idempotent and resumable: request -> legal hold check -> erasure markers on every stream
+-> every projection confirms the purge -> shred the key -> evict caches -> delete
+unreferenced bodies -> verify -> completed, with a receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from domain.application.context import acting
+from domain.application.mail import MailUseCases, StoredMessage
+from domain.model.account import Account, AddressIndex
+from domain.model.base import Erased
+from domain.model.compliance import ErasureRequest
+from domain.model.errors import LegalHoldActive, SubjectErased, UnknownAddress
+from domain.model.message import access_ledger_id_for, copy_id_for
+from domain.model.values import normalize_address
+
+#: How long the workflow waits for projections to confirm a purge.
+PURGE_TIMEOUT_SECONDS = 120.0
+#: How many of the person's streams the verification step tries to decrypt.
+VERIFY_SAMPLE = 5
+
+
+class ErasureIncomplete(Exception):
+    """A step could not be confirmed; the request stays open and a rerun resumes it."""
+
+
+@dataclass
+class MailboxExport:
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    messages: list[StoredMessage] = field(default_factory=list)
+
+
+@dataclass
+class SubjectExport:
+    account: dict[str, Any]
+    subject_pseudonym: str
+    mailboxes: list[MailboxExport]
+
+
+class ErasureUseCases(MailUseCases):
+    def erase_subject(self, address: str, reason: str) -> dict[str, Any]:
+        """Erase the person who owns ``address``; return the erasure receipt.
+
+        Erasing again returns the same receipt. A legal hold raises ``LegalHoldActive``
+        after recording the blocked request.
+        """
+        if not reason.strip():
+            raise ValueError("an erasure needs a reason (it is recorded in the receipt)")
+        address = normalize_address(address)
+        index: AddressIndex | None = self.index_for(address)
+        if index is None:
+            raise UnknownAddress(address)
+        if index.erasure_id is not None:
+            request: ErasureRequest = self.repository.get(index.erasure_id)
+            if request.receipt is not None and index.account_id is None:
+                return request.receipt
+            if request.receipt is None and request.blocked_by is None:
+                return self._run(request)
+        if index.account_id is None:
+            raise UnknownAddress(address)
+        return self._start(index.account_id, reason.strip())
+
+    def _start(self, account_id: UUID, reason: str) -> dict[str, Any]:
+        account: Account = self.load(account_id, what="this person")
+        pseudonym = self.pseudonym_of(account.subject_id)
+        index_ids = [self.ports.pseudonyms.address_index_id(a) for a in account.addresses]
+        request = ErasureRequest(account_id=account.id, index_ids=index_ids,
+                                 subject_pseudonym=pseudonym, reason=reason,
+                                 requested_at=self.now_iso())
+        if account.legal_hold is not None:
+            request.block(account.legal_hold)
+            self.save_with_envelope(request, subject=pseudonym)
+            raise LegalHoldActive(account.legal_hold)
+        indexes = self._indexes_of(request)
+        for index in indexes:
+            index.start_erasure(request.id)
+        self.save_with_envelope(request, *indexes, subject=pseudonym)
+        return self._run(request)
+
+    def _run(self, request: ErasureRequest) -> dict[str, Any]:
+        with acting(purpose="erasure"):
+            if request.step == "requested":
+                self._write_markers(request)
+            if request.step == "marked":
+                self._confirm_purge(request)
+            if request.step == "purged":
+                self._shred(request)
+            return self._finish(request)
+
+    # -- step 1: markers on every stream of the person ---------------------------------
+
+    def _streams_of(self, account: Account) -> tuple[list[UUID], list[str]]:
+        streams: list[UUID] = [account.id]
+        blob_ids: set[str] = set()
+        for mailbox_id in map(UUID, account.mailbox_ids_ever):
+            mailbox = self.repository.get(mailbox_id)
+            streams.append(mailbox_id)
+            for uid in range(1, mailbox.uidnext):
+                copy_id = copy_id_for(mailbox_id, uid)
+                first = self.first_event(copy_id)
+                if first is None:
+                    continue
+                streams.append(copy_id)
+                if not self.is_shredded(first):
+                    blob_ids.add(first.blob_id)
+        ledger_id = access_ledger_id_for(account.id)
+        if self.last_version(ledger_id) is not None:
+            streams.append(ledger_id)
+        return streams, sorted(blob_ids)
+
+    def _write_markers(self, request: ErasureRequest) -> None:
+        account: Account = self.repository.get(request.account_id)
+        streams, blob_ids = self._streams_of(account)
+        markers = []
+        for stream_id in streams:
+            version = self.last_version(stream_id)
+            assert version is not None
+            markers.append(Erased(originator_id=stream_id, originator_version=version + 1,
+                                  timestamp=Erased.create_timestamp(),
+                                  erasure_ref=str(request.id)))
+        position = self.save_with_envelope(*markers, subject=request.subject_pseudonym)
+        request.markers_written([str(s) for s in streams], blob_ids, position)
+        self.save_with_envelope(request, subject=request.subject_pseudonym)
+
+    # -- step 2: projections confirm ----------------------------------------------------
+
+    def _confirm_purge(self, request: ErasureRequest) -> None:
+        read_models = self.ports.read_models
+        assert request.marker_position is not None
+        positions = read_models.wait_for(request.marker_position, PURGE_TIMEOUT_SECONDS)
+        left = read_models.rows_for_streams(request.stream_ids)
+        if left:
+            raise ErasureIncomplete(f"{left} view rows still derive from the person's streams")
+        read_models.compact()
+        request.projections_purged(positions)
+        self.save_with_envelope(request, subject=request.subject_pseudonym)
+
+    # -- step 3: shred ------------------------------------------------------------------
+
+    def _shred(self, request: ErasureRequest) -> None:
+        keys = self.ports.keys
+        try:
+            account: Account = self.repository.get(request.account_id)
+        except SubjectErased:
+            key_ids = keys.shredded_key_ids(str(request.id))  # shredded before a crash
+        else:
+            key_ids = keys.shred_subject(account.subject_id, str(request.id))
+        for stream_id in request.stream_ids:
+            self.evict(UUID(stream_id))
+        request.keys_shredded(key_ids)
+        self.save_with_envelope(request, subject=request.subject_pseudonym)
+
+    # -- step 4: bodies, verification, receipt ------------------------------------------
+
+    def _finish(self, request: ErasureRequest) -> dict[str, Any]:
+        if request.receipt is not None:
+            return request.receipt
+        read_models = self.ports.read_models
+        still_held = read_models.referenced_blobs(request.blob_ids)
+        deleted = [b for b in request.blob_ids if b not in still_held and self.ports.blobs.delete(b)]
+        deleted_or_gone = deleted + [b for b in request.blob_ids
+                                     if b not in still_held and b not in deleted]
+        verification = self._verify(request)
+        if not verification["passed"]:
+            raise ErasureIncomplete(f"verification failed: {verification}")
+        completed_at = self.ports.clock.now()
+        receipt = {
+            "erasure_id": str(request.id),
+            "subject_pseudonym": request.subject_pseudonym,
+            "reason": request.reason,
+            "requested_at": request.requested_at,
+            "completed_at": completed_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "destroyed_key_ids": request.key_ids,
+            "streams_marked": len(request.stream_ids),
+            "marker_position": request.marker_position,
+            "projection_positions": request.projection_positions,
+            "blobs_deleted": sorted(deleted_or_gone),
+            "blobs_kept_for_other_recipients": len(still_held),
+            "verification": verification,
+            "backups_expire_by": (completed_at + timedelta(days=self.ports.backup_retention_days))
+            .date().isoformat(),
+        }
+        request.complete(receipt)
+        objs: list[object] = [request]
+        for index in self._indexes_of(request):
+            if index.account_id == request.account_id:
+                index.release()
+                objs.append(index)
+        self.save_with_envelope(*objs, subject=request.subject_pseudonym)
+        return receipt
+
+    def _indexes_of(self, request: ErasureRequest) -> list[AddressIndex]:
+        return [self.repository.get(index_id) for index_id in request.index_ids]
+
+    def _verify(self, request: ErasureRequest) -> dict[str, Any]:
+        sample = request.stream_ids[:VERIFY_SAMPLE]
+        unreadable = 0
+        for stream_id in sample:
+            self.evict(UUID(stream_id))
+            try:
+                self.repository.get(UUID(stream_id))
+            except SubjectErased:
+                unreadable += 1
+        rows = self.ports.read_models.rows_for_streams(request.stream_ids)
+        return {
+            "passed": unreadable == len(sample) and rows == 0,
+            "sampled_streams": len(sample),
+            "sampled_unreadable": unreadable,
+            "view_rows_remaining": rows,
+        }
+
+    # -- export -------------------------------------------------------------------------
+
+    def export_subject(self, address: str) -> SubjectExport:
+        """Everything stored about the owner of ``address`` (records the access)."""
+        account = self.account_for(address)
+        mailboxes = []
+        copy_ids: list[UUID] = []
+        for name, mailbox_id in sorted(account.mailboxes.items()):
+            mailbox = self.load(UUID(mailbox_id), what=address)
+            export = MailboxExport(name, mailbox.special_use, mailbox.uidvalidity)
+            for copy in self.live_copies(mailbox):
+                body = self.ports.blobs.get(copy.blob_id, copy.data_key)
+                export.messages.append(StoredMessage(copy.id, copy.uid, list(copy.flags),
+                                                     copy.internal_date, body))
+                copy_ids.append(copy.id)
+            mailboxes.append(export)
+        self.record_access(account, copy_ids, purpose="export")
+        data = {
+            "account_id": str(account.id),
+            "address": account.address,
+            "aliases": list(account.aliases),
+            "quota_bytes": account.quota_bytes,
+            "mailboxes": {name: str(mid) for name, mid in sorted(account.mailboxes.items())},
+            "legal_hold": account.legal_hold,
+            "created_at": account.created_on.isoformat(),
+        }
+        return SubjectExport(data, self.pseudonym_of(account.subject_id), mailboxes)

@@ -1,0 +1,367 @@
+"""Use cases on mail: delivery, append, flags, copy, move, expunge, mailboxes, reads.
+
+Each command loads the aggregates it changes, holds their in-process locks, saves once
+(one transaction) and returns the log position, so a caller can wait for the views to
+reach it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID, uuid4
+
+from domain.application.accounts import AccountUseCases
+from domain.model.account import Account
+from domain.model.errors import (
+    MailboxNotFound,
+    MailboxProtected,
+    MessageNotFound,
+    MessageTooLarge,
+)
+from domain.model.mailbox import Mailbox
+from domain.model.message import AccessLedger, Delivery, MessageCopy, access_ledger_id_for, copy_id_for
+from domain.model.summary import summarize
+from domain.model.values import MAILBOX_DELIMITER, normalize_flags, normalize_mailbox_name
+
+#: Default ceiling for one message; the SMTP SIZE limit is configured below it.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+FlagMode = Literal["replace", "add", "remove"]
+
+
+@dataclass(frozen=True)
+class CopyRef:
+    account_id: UUID
+    mailbox_id: UUID
+    uidvalidity: int
+    uid: int
+    copy_id: UUID
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery_id: UUID
+    copies: list[CopyRef]
+    position: int
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    uid: int
+    flags: list[str]
+    modseq: int
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    copy_id: UUID
+    uid: int
+    flags: list[str]
+    internal_date: str
+    body: bytes
+
+
+def format_internal_date(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class MailUseCases(AccountUseCases):
+    max_message_bytes = MAX_MESSAGE_BYTES
+
+    def _check_size(self, raw: bytes) -> None:
+        if len(raw) > self.max_message_bytes:
+            raise MessageTooLarge(len(raw), self.max_message_bytes)
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def deliver(self, recipients: list[str], raw: bytes, channel: str = "lmtp") -> DeliveryResult:
+        """Store one message for N local recipients: one blob, one copy per person.
+
+        The blob is durable before the events; the events of all recipients commit in
+        one transaction, so the delivery is all or nothing. Unknown recipients raise
+        before anything is written.
+        """
+        self._check_size(raw)
+        if not recipients:
+            raise ValueError("a delivery needs at least one recipient")
+        account_ids: list[UUID] = []
+        for address in recipients:
+            account_id = self.account_id_for(address)
+            if account_id not in account_ids:
+                account_ids.append(account_id)
+        sealed = self.ports.blobs.put(raw)
+        summary = summarize(raw)
+        internal_date = format_internal_date(self.ports.clock.now())
+        inbox_ids = {account_id: self._inbox_id(account_id) for account_id in account_ids}
+
+        def body() -> DeliveryResult:
+            delivery_id = uuid4()
+            objs: list[object] = []
+            refs: list[CopyRef] = []
+            for account_id in account_ids:
+                mailbox = self.load(inbox_ids[account_id], what="the recipient")
+                copy = self._new_copy(mailbox, [], internal_date, len(raw), sealed.blob_id,
+                                      sealed.data_key, summary, delivery_id)
+                objs += [mailbox, copy]
+                refs.append(CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id))
+            delivery = Delivery(blob_id=sealed.blob_id, size=len(raw),
+                                copy_ids=[ref.copy_id for ref in refs], channel=channel)
+            objs.append(delivery)
+            position = self.save_with_envelope(*objs)
+            return DeliveryResult(delivery.id, refs, position)
+
+        return self.retrying("the recipients' inboxes", lambda: inbox_ids.values(), body)
+
+    def _inbox_id(self, account_id: UUID) -> UUID:
+        account: Account = self.load(account_id, what="the recipient")
+        return account.mailbox_id("INBOX")
+
+    @staticmethod
+    def _new_copy(mailbox: Mailbox, flags: list[str], internal_date: str, size: int,
+                  blob_id: str, data_key: bytes, summary: dict[str, str],
+                  delivery_id: UUID | None) -> MessageCopy:
+        uid, modseq = mailbox.uidnext, mailbox.next_modseq()
+        mailbox.assign_uids(1, modseq)
+        return MessageCopy(subject_id=mailbox.subject_id, mailbox_id=mailbox.id, uid=uid,
+                           modseq=modseq, flags=flags, internal_date=internal_date, size=size,
+                           blob_id=blob_id, data_key=data_key, summary=summary,
+                           delivery_id=delivery_id)
+
+    def append(self, account_id: UUID, mailbox_name: str, raw: bytes,
+               flags: list[str] | None = None, internal_date: datetime | None = None) -> tuple[CopyRef, int]:
+        """RFC 9051 §6.3.12 APPEND: returns the APPENDUID parts (RFC 4315) and the position."""
+        self._check_size(raw)
+        clean_flags = normalize_flags(flags or [])
+        mailbox_id = self.mailbox_id_of(account_id, mailbox_name)
+        sealed = self.ports.blobs.put(raw)
+        summary = summarize(raw)
+        date = format_internal_date(internal_date or self.ports.clock.now())
+
+        def body() -> tuple[CopyRef, int]:
+            mailbox = self.load(mailbox_id, what="the mailbox owner")
+            copy = self._new_copy(mailbox, clean_flags, date, len(raw), sealed.blob_id,
+                                  sealed.data_key, summary, None)
+            delivery = Delivery(blob_id=sealed.blob_id, size=len(raw), copy_ids=[copy.id],
+                                channel="append")
+            position = self.save_with_envelope(mailbox, copy, delivery)
+            return CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id), position
+
+        return self.retrying("the mailbox", lambda: [mailbox_id], body)
+
+    # -- message state -----------------------------------------------------------------
+
+    def _copies(self, mailbox: Mailbox, uids: list[int]) -> list[MessageCopy]:
+        copies = []
+        for uid in sorted(set(uids)):
+            if not 0 < uid < mailbox.uidnext:
+                continue
+            copy = self.load_or_none(copy_id_for(mailbox.id, uid))
+            if copy is not None and not copy.expunged:
+                copies.append(copy)
+        return copies
+
+    def set_flags(self, account_id: UUID, mailbox_id: UUID, uids: list[int], flags: list[str],
+                  mode: FlagMode = "replace") -> tuple[list[FlagChange], int]:
+        """RFC 9051 §6.4.6 STORE. One new MODSEQ for the command (RFC 7162 §3.2)."""
+        wanted = set(normalize_flags(flags))
+        self._check_owner(account_id, mailbox_id)
+
+        def body() -> tuple[list[FlagChange], int]:
+            mailbox = self.load(mailbox_id, what="the mailbox owner")
+            modseq = mailbox.next_modseq()
+            changed: list[MessageCopy] = []
+            results: list[FlagChange] = []
+            for copy in self._copies(mailbox, uids):
+                current = set(copy.flags)
+                new = {"replace": wanted, "add": current | wanted, "remove": current - wanted}[mode]
+                if new != current:
+                    copy.change_flags(sorted(new), modseq)
+                    changed.append(copy)
+                results.append(FlagChange(copy.uid, copy.flags, copy.modseq))
+            if not changed:
+                return results, self.recorder.max_notification_id() or 0
+            mailbox.advance_modseq(modseq)
+            return results, self.save_with_envelope(mailbox, *changed)
+
+        return self.retrying("the mailbox", lambda: [mailbox_id], body)
+
+    def copy_messages(self, account_id: UUID, source_id: UUID, uids: list[int],
+                      target_name: str, *, move: bool = False) -> tuple[list[tuple[int, int]], int, int]:
+        """RFC 9051 §6.4.7 COPY and RFC 6851 MOVE: returns (source uid, target uid) pairs
+        for COPYUID (RFC 4315), the target UIDVALIDITY and the position. A move expunges
+        the sources in the same transaction, so no message is ever in both or neither."""
+        self._check_owner(account_id, source_id)
+        target_id = self.mailbox_id_of(account_id, target_name)
+        if target_id == source_id and move:
+            raise MailboxProtected(target_name, "cannot move messages into their own mailbox")
+
+        def body() -> tuple[list[tuple[int, int]], int, int]:
+            source = self.load(source_id, what="the mailbox owner")
+            target = source if target_id == source_id else self.load(target_id, what="the mailbox owner")
+            sources = self._copies(source, uids)
+            if not sources:
+                return [], target.uidvalidity, self.recorder.max_notification_id() or 0
+            objs: list[object] = []
+            pairs = []
+            source_modseq = source.next_modseq()
+            for original in sources:
+                # Each new copy gets its own UID and MODSEQ from the target (RFC 7162 §3.1).
+                copy = self._new_copy(target, list(original.flags), original.internal_date,
+                                      original.size, original.blob_id, original.data_key,
+                                      original.summary, original.delivery_id)
+                pairs.append((original.uid, copy.uid))
+                objs.append(copy)
+                if move:
+                    original.expunge(source_modseq)
+                    objs.append(original)
+            if move:
+                source.advance_modseq(source_modseq)
+                objs.append(source)
+            objs.append(target)
+            return pairs, target.uidvalidity, self.save_with_envelope(*objs)
+
+        return self.retrying("the mailboxes", lambda: [source_id, target_id], body)
+
+    def expunge(self, account_id: UUID, mailbox_id: UUID,
+                uids: list[int] | None = None) -> tuple[list[int], int]:
+        """RFC 9051 §6.4.3 EXPUNGE / §6.4.9 UID EXPUNGE: removes messages flagged
+        \\Deleted (among ``uids`` when given); returns the expunged UIDs."""
+        self._check_owner(account_id, mailbox_id)
+
+        def body() -> tuple[list[int], int]:
+            mailbox = self.load(mailbox_id, what="the mailbox owner")
+            candidates = uids if uids is not None else list(range(1, mailbox.uidnext))
+            doomed = [c for c in self._copies(mailbox, candidates) if "\\Deleted" in c.flags]
+            if not doomed:
+                return [], self.recorder.max_notification_id() or 0
+            modseq = mailbox.next_modseq()
+            for copy in doomed:
+                copy.expunge(modseq)
+            mailbox.advance_modseq(modseq)
+            return [c.uid for c in doomed], self.save_with_envelope(mailbox, *doomed)
+
+        return self.retrying("the mailbox", lambda: [mailbox_id], body)
+
+    # -- mailboxes ---------------------------------------------------------------------
+
+    def mailbox_id_of(self, account_id: UUID, name: str) -> UUID:
+        account: Account = self.load(account_id, what="the account")
+        return account.mailbox_id(normalize_mailbox_name(name))
+
+    def _check_owner(self, account_id: UUID, mailbox_id: UUID) -> None:
+        account: Account = self.load(account_id, what="the account")
+        if str(mailbox_id) not in account.mailboxes.values():
+            raise MailboxNotFound(str(mailbox_id))
+
+    def create_mailbox(self, account_id: UUID, name: str, special_use: str | None = None) -> UUID:
+        """RFC 9051 §6.3.4 CREATE (with RFC 6154 §3 USE)."""
+        name = normalize_mailbox_name(name)
+
+        def body() -> UUID:
+            account: Account = self.load(account_id, what="the account")
+            account.check_mailbox_absent(name)
+            mailbox = Mailbox(subject_id=account.subject_id, account_id=account.id, name=name,
+                              special_use=special_use, uidvalidity=self._new_uidvalidity())
+            account.attach_mailbox(name, str(mailbox.id))
+            self.save_with_envelope(account, mailbox)
+            return mailbox.id
+
+        return self.retrying("the account", lambda: [account_id], body)
+
+    @staticmethod
+    def _new_uidvalidity() -> int:
+        # RFC 9051 §2.3.1.1: a recreated name must get a different UIDVALIDITY; time in
+        # seconds plus the low bits of the clock's nanoseconds keeps them apart.
+        return (int(time.time()) & 0x7FFFFFFF) ^ (time.time_ns() & 0xFFF)
+
+    def rename_mailbox(self, account_id: UUID, old: str, new: str) -> None:
+        """RFC 9051 §6.3.6 RENAME: children move with the parent; INBOX cannot be renamed
+        here (renaming INBOX moves its messages, a later protocol issue)."""
+        old, new = normalize_mailbox_name(old), normalize_mailbox_name(new)
+        if old == "INBOX":
+            raise MailboxProtected(old, "renaming INBOX is not supported")
+
+        def body() -> None:
+            account: Account = self.load(account_id, what="the account")
+            account.mailbox_id(old)
+            prefix = old + MAILBOX_DELIMITER
+            renames = [[name, new + name[len(old):]] for name in sorted(account.mailboxes)
+                       if name == old or name.startswith(prefix)]
+            for _, target in renames:
+                account.check_mailbox_absent(target)
+            account.change_mailbox_names(renames)
+            objs: list[object] = [account]
+            for _, target in renames:
+                mailbox = self.load(UUID(account.mailboxes[target]), what="the account")
+                mailbox.rename(target)
+                objs.append(mailbox)
+            self.save_with_envelope(*objs)
+
+        self.retrying("the account", lambda: [account_id], body)
+
+    def delete_mailbox(self, account_id: UUID, name: str) -> None:
+        """RFC 9051 §6.3.5 DELETE: the mailbox's messages are expunged with it."""
+        name = normalize_mailbox_name(name)
+        if name == "INBOX":
+            raise MailboxProtected(name, "INBOX cannot be deleted")
+
+        def body() -> None:
+            account: Account = self.load(account_id, what="the account")
+            mailbox_id = account.mailbox_id(name)
+            mailbox = self.load(mailbox_id, what="the account")
+            modseq = mailbox.next_modseq()
+            copies = self._copies(mailbox, list(range(1, mailbox.uidnext)))
+            for copy in copies:
+                copy.expunge(modseq)
+            mailbox.delete(modseq)
+            account.detach_mailbox(name)
+            self.save_with_envelope(account, mailbox, *copies)
+
+        self.retrying("the account", lambda: [account_id], body)
+
+    def set_subscription(self, account_id: UUID, name: str, subscribed: bool) -> None:
+        """RFC 9051 §6.3.7 SUBSCRIBE / §6.3.8 UNSUBSCRIBE."""
+        mailbox_id = self.mailbox_id_of(account_id, name)
+
+        def body() -> None:
+            mailbox = self.load(mailbox_id, what="the account")
+            if mailbox.subscribed != subscribed:
+                mailbox.set_subscribed(subscribed)
+                self.save_with_envelope(mailbox)
+
+        self.retrying("the mailbox", lambda: [mailbox_id], body)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def read_messages(self, account_id: UUID, copy_ids: list[UUID], purpose: str) -> list[StoredMessage]:
+        """Open message bodies for their owner, recording one MessagesAccessed event."""
+        account: Account = self.load(account_id, what="the account")
+        owned = set(account.mailbox_ids_ever)
+        out = []
+        for copy_id in copy_ids:
+            copy = self.load_or_none(copy_id)
+            if copy is None or copy.expunged or str(copy.mailbox_id) not in owned:
+                raise MessageNotFound(str(copy_id))
+            body = self.ports.blobs.get(copy.blob_id, copy.data_key)
+            out.append(StoredMessage(copy.id, copy.uid, list(copy.flags), copy.internal_date, body))
+        self.record_access(account, [m.copy_id for m in out], purpose)
+        return out
+
+    def record_access(self, account: Account, copy_ids: list[UUID], purpose: str) -> int:
+        ledger_id = access_ledger_id_for(account.id)
+
+        def body() -> int:
+            ledger = self.load_or_none(ledger_id)
+            if ledger is None:
+                ledger = AccessLedger(subject_id=account.subject_id, account_id=account.id)
+            ledger.check_not_erased()
+            ledger.record(copy_ids=list(copy_ids), purpose=purpose)
+            return self.save_with_envelope(ledger)
+
+        return self.retrying("the access ledger", lambda: [ledger_id], body)
+
+    def live_copies(self, mailbox: Mailbox) -> list[MessageCopy]:
+        return self._copies(mailbox, list(range(1, mailbox.uidnext)))

@@ -1,0 +1,103 @@
+"""Domain errors: each message is fit to show an operator or a protocol client as it is."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A command was refused for a reason the caller can act on."""
+
+
+class InvalidAddress(DomainError):
+    def __init__(self, address: str, why: str) -> None:
+        super().__init__(f"invalid address {address!r}: {why}")
+
+
+class InvalidDomainName(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"invalid domain name {name!r}")
+
+
+class UnknownDomain(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown domain {name!r} (add it with: ledgermail domain add {name})")
+
+
+class DomainExists(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"domain {name!r} already exists")
+
+
+class UnknownAddress(DomainError):
+    def __init__(self, address: str) -> None:
+        super().__init__(f"unknown address {address!r}")
+
+
+class AddressTaken(DomainError):
+    def __init__(self, address: str) -> None:
+        super().__init__(f"address {address!r} already belongs to an account")
+
+
+class AuthenticationFailed(DomainError):
+    """Identical for unknown users and wrong passwords, so neither can be probed."""
+
+    def __init__(self) -> None:
+        super().__init__("authentication failed")
+
+
+class WeakPassword(DomainError):
+    def __init__(self, why: str) -> None:
+        super().__init__(f"password refused: {why}")
+
+
+class MailboxNotFound(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no mailbox named {name!r}")
+
+
+class MailboxExists(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"mailbox {name!r} already exists")
+
+
+class InvalidMailboxName(DomainError):
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"invalid mailbox name {name!r}: {why}")
+
+
+class MailboxProtected(DomainError):
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"mailbox {name!r} cannot be changed: {why}")
+
+
+class MessageNotFound(DomainError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no such message: {what}")
+
+
+class OverQuota(DomainError):
+    def __init__(self, address: str) -> None:
+        super().__init__(f"mailbox of {address!r} is over quota")
+
+
+class MessageTooLarge(DomainError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class SubjectErased(DomainError):
+    """The person's key was destroyed: their data is gone, by design, not by accident."""
+
+    def __init__(self, what: str = "this person") -> None:
+        super().__init__(f"{what} was erased (right to erasure); the data is no longer readable")
+
+
+class LegalHoldActive(DomainError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"erasure blocked by a legal hold: {reason}")
+
+
+class ConcurrencyExhausted(DomainError):
+    """Too many concurrent writers kept winning the race; the caller should retry later."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"too much concurrent activity on {what}; try again")

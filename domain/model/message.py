@@ -1,0 +1,97 @@
+"""A recipient's copy of a message, the delivery that produced it, and read records.
+
+Bodies never go in events (DESIGN §2): the copy holds the blob id and the body's data
+key, sealed under the recipient's own key, so erasing one recipient leaves the others'
+copies readable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import event
+
+from domain.model.base import PersonalAggregate, SystemAggregate
+
+
+class MessageCopy(PersonalAggregate):
+    @staticmethod
+    def create_id(mailbox_id: UUID, uid: int, **_: Any) -> UUID:  # type: ignore[override]
+        """Derived from mailbox and UID, so erasure can enumerate every copy a mailbox
+        ever held from its UIDNEXT alone."""
+        return copy_id_for(mailbox_id, uid)
+
+    @event("Created")
+    def __init__(
+        self,
+        subject_id: str,
+        mailbox_id: UUID,
+        uid: int,
+        modseq: int,
+        flags: list[str],
+        internal_date: str,
+        size: int,
+        blob_id: str,
+        data_key: bytes,
+        summary: dict[str, Any],
+        delivery_id: UUID | None,
+    ) -> None:
+        self.subject_id = subject_id
+        self.mailbox_id = mailbox_id
+        self.uid = uid
+        self.modseq = modseq
+        self.flags = flags
+        self.internal_date = internal_date
+        self.size = size
+        self.blob_id = blob_id
+        self.data_key = data_key
+        self.summary = summary
+        self.delivery_id = delivery_id
+        self.expunged = False
+
+    @event("FlagsChanged")
+    def change_flags(self, flags: list[str], modseq: int) -> None:
+        self.flags = flags
+        self.modseq = modseq
+
+    @event("Expunged")
+    def expunge(self, modseq: int) -> None:
+        self.expunged = True
+        self.modseq = modseq
+
+
+def copy_id_for(mailbox_id: UUID, uid: int) -> UUID:
+    return uuid5(mailbox_id, f"uid:{uid}")
+
+
+class Delivery(SystemAggregate):
+    """One accepted message: which copies it made from which blob. No personal data."""
+
+    @event("Accepted")
+    def __init__(self, blob_id: str, size: int, copy_ids: list[UUID], channel: str) -> None:
+        self.blob_id = blob_id
+        self.size = size
+        self.copy_ids = copy_ids
+        self.channel = channel
+
+
+class AccessLedger(PersonalAggregate):
+    """Where reads of a person's message content are recorded (DESIGN §2)."""
+
+    @staticmethod
+    def create_id(account_id: UUID, **_: Any) -> UUID:  # type: ignore[override]
+        return access_ledger_id_for(account_id)
+
+    @event("Opened")
+    def __init__(self, subject_id: str, account_id: UUID) -> None:
+        self.subject_id = subject_id
+        self.account_id = account_id
+
+    @event("MessagesAccessed")
+    def record(self, copy_ids: list[UUID], purpose: str) -> None:
+        """One event per command (IMAP FETCH, POP3 RETR/TOP, export)."""
+
+
+def access_ledger_id_for(account_id: UUID) -> UUID:
+    return uuid5(account_id, "access-ledger")

@@ -1,0 +1,89 @@
+"""Ports: what the use cases need from the world, as typing.Protocols.
+
+Implementations live in ``adapters``; the composition root (``adapters/bootstrap.py``)
+hands them to the application. Fakes for tests implement the same protocols.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple, Protocol
+from uuid import UUID
+
+
+class SealedBlob(NamedTuple):
+    """Where a body went and the data key that opens it (the key travels in events)."""
+
+    blob_id: str
+    data_key: bytes
+
+
+class BlobStore(Protocol):
+    """Message bodies, each encrypted once under its own random data key (DESIGN §3).
+
+    ``put`` returns only after the sealed bytes are durable.
+    """
+
+    def put(self, body: bytes) -> SealedBlob: ...
+
+    def get(self, blob_id: str, data_key: bytes) -> bytes: ...
+
+    def delete(self, blob_id: str) -> bool: ...
+
+    def exists(self, blob_id: str) -> bool: ...
+
+
+class KeyStore(Protocol):
+    """The subject keys: the erasure use case destroys them."""
+
+    def shred_subject(self, subject_id: str, erasure_ref: str) -> list[str]:
+        """Destroy every key of the subject, keep tombstones; return the key ids."""
+        ...
+
+    def shredded_key_ids(self, erasure_ref: str) -> list[str]:
+        """Key ids destroyed under this erasure reference (for resumed erasures)."""
+        ...
+
+    def has_live_key(self, subject_id: str) -> bool: ...
+
+
+class Pseudonymizer(Protocol):
+    """Keyed one-way names for personal identifiers."""
+
+    def address_index_id(self, address: str) -> UUID:
+        """The address index stream id: reveals nothing about the address."""
+        ...
+
+    def subject_pseudonym(self, subject_id: str) -> str:
+        """What the audit trail and receipts name a person by."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, password_hash: str, password: str) -> bool: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class ReadModels(Protocol):
+    """The projections, as the erasure workflow needs them."""
+
+    def wait_for(self, position: int, timeout: float) -> dict[str, int]:
+        """Block until every projection has processed ``position``; return their positions."""
+        ...
+
+    def rows_for_streams(self, stream_ids: list[str]) -> int:
+        """How many view rows still derive from these streams (0 after a purge)."""
+        ...
+
+    def referenced_blobs(self, blob_ids: list[str]) -> set[str]:
+        """Which of these blobs a live message copy still refers to."""
+        ...
+
+    def compact(self) -> None:
+        """Make deleted rows unrecoverable from the view files (checkpoint, vacuum)."""
+        ...

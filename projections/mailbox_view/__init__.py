@@ -1,0 +1,1 @@
+"""What IMAP and POP3 serve: accounts, mailboxes, messages with flags and MODSEQ."""

@@ -1,0 +1,125 @@
+"""The mailbox view interface and its rows. SQL implementations live in adapters/storage.
+
+Every write method takes the ``Tracking`` of the event it applies and records it in the
+same transaction (exactly once). Values such as UIDs and MODSEQs are copied from the
+events, never minted here, so a rebuilt view is the same mailbox.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    account_id: UUID
+    address: str
+    aliases: list[str]
+    quota_bytes: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class MailboxRow:
+    mailbox_id: UUID
+    account_id: UUID
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    subscribed: bool
+    messages: int
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    copy_id: UUID
+    mailbox_id: UUID
+    uid: int
+    modseq: int
+    flags: list[str]
+    internal_date: str
+    size: int
+    summary: dict[str, Any]
+
+
+class MailboxViewInterface(TrackingRecorder, ABC):
+    # -- written by the projection -------------------------------------------------------
+
+    @abstractmethod
+    def track(self, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def add_account(self, account_id: UUID, address: str, quota_bytes: int, created_at: str,
+                    tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def add_alias(self, account_id: UUID, address: str, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def remove_alias(self, account_id: UUID, address: str, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def set_quota(self, account_id: UUID, quota_bytes: int, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def add_mailbox(self, mailbox_id: UUID, account_id: UUID, name: str, special_use: str | None,
+                    uidvalidity: int, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def assign_uids(self, mailbox_id: UUID, count: int, modseq: int, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def advance_modseq(self, mailbox_id: UUID, modseq: int, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def rename_mailbox(self, mailbox_id: UUID, name: str, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def set_subscribed(self, mailbox_id: UUID, subscribed: bool, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def delete_mailbox(self, mailbox_id: UUID, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def add_message(self, row: MessageRow, blob_id: str, tracking: Tracking) -> None:
+        """Ignored when the mailbox is unknown (its owner was erased meanwhile)."""
+
+    @abstractmethod
+    def set_flags(self, copy_id: UUID, flags: list[str], modseq: int, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def expunge(self, copy_id: UUID, modseq: int, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def purge_stream(self, stream_id: UUID, tracking: Tracking) -> None:
+        """Delete every row derived from the stream (an erasure marker arrived)."""
+
+    # -- read by adapters ----------------------------------------------------------------
+
+    @abstractmethod
+    def accounts(self) -> list[AccountRow]: ...
+
+    @abstractmethod
+    def mailboxes(self, account_id: UUID) -> list[MailboxRow]: ...
+
+    @abstractmethod
+    def messages(self, mailbox_id: UUID) -> list[MessageRow]: ...
+
+    @abstractmethod
+    def vanished_since(self, mailbox_id: UUID, modseq: int) -> list[int]: ...
+
+    @abstractmethod
+    def rows_for_streams(self, stream_ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def referenced_blobs(self, blob_ids: list[str]) -> set[str]: ...
+
+    @abstractmethod
+    def compact(self) -> None: ...
