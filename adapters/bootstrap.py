@@ -259,6 +259,21 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     return container
 
 
+_current: Container | None = None
+
+
+def set_current(container: Container | None) -> None:
+    """The container ``serve`` runs; the HTTP app (built by uvicorn) picks it up."""
+    global _current
+    _current = container
+
+
+def current() -> Container:
+    if _current is None:
+        raise RuntimeError("no ledgermail store is open in this process (run ledgermail serve)")
+    return _current
+
+
 def check_durability(container: Container) -> None:
     """Refuse a store that could lose acknowledged mail (DESIGN §2)."""
     datastore = getattr(container.app.recorder, "datastore", None)

@@ -246,3 +246,16 @@ class ErasureUseCases(MailUseCases):
             "created_at": account.created_on.isoformat(),
         }
         return SubjectExport(data, self.pseudonym_of(account.subject_id), mailboxes)
+
+    def subject_pseudonym_for(self, address: str) -> str:
+        """The pseudonym the audit trail names this address's owner by, also after erasure."""
+        index = self.index_for(address)
+        if index is None:
+            raise UnknownAddress(address)
+        if index.account_id is not None:
+            account: Account = self.load(index.account_id, what=address)
+            return self.pseudonym_of(account.subject_id)
+        if index.erasure_id is not None:
+            request: ErasureRequest = self.repository.get(index.erasure_id)
+            return request.subject_pseudonym
+        raise UnknownAddress(address)

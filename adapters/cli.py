@@ -1,0 +1,302 @@
+"""The ``ledgermail`` command (DESIGN §6, a contract: tests and users rely on it).
+
+Every command takes ``--config FILE`` and ``--data-dir DIR``, works beside a running
+``serve`` on the same store, prints a one-line error and exits non-zero on bad input:
+2 for input the operator can correct, 1 for a store that is unsafe or unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.config import ConfigError, Settings, load_settings
+from domain.model.errors import DomainError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A one-line error for the operator."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", metavar="FILE", default=default,
+                        help="TOML configuration file")
+    parser.add_argument("--data-dir", metavar="DIR", default=default,
+                        help="data directory (default ./data, or LEDGERMAIL_DATA_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ledgermail", description=(
+        "A mail server that records every processing of personal data as an encrypted, "
+        "per-person event and erases a person by destroying their key."))
+    _common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _common(sub, top=False)
+        return sub
+
+    command("serve", "start every listener in one process (Ctrl-C stops)")
+
+    domain = command("domain", "local mail domains")
+    domain_cmds = domain.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = domain_cmds.add_parser("add", help="receive mail for a domain")
+    _common(add, top=False)
+    add.add_argument("name")
+    _common(domain_cmds.add_parser("list", help="list local domains"), top=False)
+
+    user = command("user", "mail accounts")
+    user_cmds = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = user_cmds.add_parser("add", help="create an account with its standard mailboxes")
+    _common(add, top=False)
+    add.add_argument("address")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--quota", type=int, metavar="BYTES", help="mailbox quota in bytes")
+    _common(user_cmds.add_parser("list", help="list accounts"), top=False)
+    passwd = user_cmds.add_parser("passwd", help="change an account's password")
+    _common(passwd, top=False)
+    passwd.add_argument("address")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    deliver = command("deliver", "deliver a message from stdin to local addresses")
+    deliver.add_argument("addresses", nargs="+", metavar="ADDRESS")
+
+    export = command("export", "export everything stored about a person (zip)")
+    export.add_argument("address")
+    export.add_argument("--out", required=True, metavar="FILE", help="the zip file to write")
+
+    erase = command("erase", "erase a person (crypto-shredding); prints the receipt as JSON")
+    erase.add_argument("address")
+    erase.add_argument("--reason", required=True, help="why (recorded in the receipt)")
+
+    audit = command("audit", "show the record of processing, or verify it")
+    audit.add_argument("address", nargs="?")
+    audit.add_argument("--verify", action="store_true", help="exit 0 only when the trail is intact")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    hold = command("hold", "legal holds (a hold blocks erasure)")
+    hold_cmds = hold.add_subparsers(dest="action", metavar="ACTION", required=True)
+    place = hold_cmds.add_parser("place", help="place a legal hold on an account")
+    _common(place, top=False)
+    place.add_argument("address")
+    place.add_argument("--reason", required=True)
+    release = hold_cmds.add_parser("release", help="release an account's legal hold")
+    _common(release, top=False)
+    release.add_argument("address")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None))
+
+
+def read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("passwords do not match")
+    else:
+        raise CommandError("no password given: use --password-stdin or run on a terminal")
+    if not password:
+        raise CommandError("empty password")
+    return password
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_domain(container: Any, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        print(f"domain {container.app.add_domain(args.name)} added")
+    else:
+        for name in container.app.list_domains():
+            print(name)
+    return EXIT_OK
+
+
+def cmd_user(container: Any, args: argparse.Namespace) -> int:
+    app = container.app
+    if args.action == "add":
+        password = read_password(args)
+        account_id = app.create_account(args.address, password, args.quota)
+        print(f"user {args.address.lower()} added (account {account_id})")
+    elif args.action == "passwd":
+        password = read_password(args)
+        app.change_password(args.address, password)
+        print(f"password of {args.address.lower()} changed")
+    else:
+        container.catch_up()
+        for row in container.mailbox_view.accounts():
+            aliases = f" aliases={','.join(row.aliases)}" if row.aliases else ""
+            print(f"{row.address} quota={row.quota_bytes}{aliases}")
+    return EXIT_OK
+
+
+def cmd_deliver(container: Any, args: argparse.Namespace) -> int:
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        raise CommandError("no message on standard input")
+    result = container.app.deliver(list(args.addresses), raw, channel="cli")
+    for address, ref in zip(_dedupe(args.addresses, len(result.copies)), result.copies, strict=False):
+        print(f"delivered to {address.lower()}: INBOX uid {ref.uid}")
+    return EXIT_OK
+
+
+def _dedupe(addresses: Sequence[str], count: int) -> list[str]:
+    seen: list[str] = []
+    for address in addresses:
+        if address.lower() not in seen:
+            seen.append(address.lower())
+    return seen[:count]
+
+
+def cmd_export(container: Any, args: argparse.Namespace) -> int:
+    from adapters.export_archive import write_archive
+
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise CommandError(f"directory {out.parent} does not exist")
+    export = container.app.export_subject(args.address)
+    container.catch_up()
+    history = container.audit_trail.rows(export.subject_pseudonym)
+    counts = write_archive(out, export, history)
+    print(f"exported {args.address.lower()} to {out}: {counts['mailboxes']} mailboxes, "
+          f"{counts['messages']} messages, {counts['history']} processing records")
+    return EXIT_OK
+
+
+def cmd_erase(container: Any, args: argparse.Namespace) -> int:
+    receipt = container.app.erase_subject(args.address, args.reason)
+    print(json.dumps(receipt, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_audit(container: Any, args: argparse.Namespace) -> int:
+    from adapters.audit_check import verify_audit
+
+    container.catch_up()
+    if args.verify:
+        verdict = verify_audit(container)
+        print(f"audit trail {'intact' if verdict.intact else 'BROKEN'}: {verdict.rows} rows, "
+              f"{verdict.events} events checked; {verdict.reason}")
+        return EXIT_OK if verdict.intact else EXIT_FAILURE
+    subject = container.app.subject_pseudonym_for(args.address) if args.address else None
+    for row in container.audit_trail.rows(subject):
+        entry = row.entry
+        if args.json:
+            print(json.dumps({**entry.__dict__, "hash": row.hash}, sort_keys=True))
+        else:
+            print(f"{entry.position:>8} {entry.at} {entry.event_type:<28} "
+                  f"{entry.subject or '-':<34} {entry.actor} {entry.protocol} {entry.purpose}")
+    return EXIT_OK
+
+
+def cmd_hold(container: Any, args: argparse.Namespace) -> int:
+    if args.action == "place":
+        container.app.place_legal_hold(args.address, args.reason)
+        print(f"legal hold placed on {args.address.lower()}")
+    else:
+        container.app.release_legal_hold(args.address)
+        print(f"legal hold on {args.address.lower()} released")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "domain": cmd_domain,
+    "user": cmd_user,
+    "deliver": cmd_deliver,
+    "export": cmd_export,
+    "erase": cmd_erase,
+    "audit": cmd_audit,
+    "hold": cmd_hold,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    from adapters.bootstrap import build
+    from domain.application.context import acting
+
+    settings = settings_from(args)
+    if args.command == "serve":
+        from adapters.serve import serve
+
+        return serve(settings)
+    container = build(settings)
+    try:
+        with acting(f"admin:cli:{_operator()}", protocol="cli", purpose="administration"):
+            code = COMMANDS[args.command](container, args)
+        try:
+            container.catch_up(timeout=30)
+        except TimeoutError:
+            print("ledgermail: warning: views are still catching up", file=sys.stderr)
+        return code
+    finally:
+        container.close()
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def error_code(error: BaseException) -> tuple[int, str] | None:
+    """Map an exception to (exit code, one-line message), or None for a real bug."""
+    from adapters.bootstrap import StartupError
+    from adapters.crypto.errors import CryptoError
+    from adapters.crypto.master_key import MasterKeyError
+    from domain.application.erasure import ErasureIncomplete
+
+    if isinstance(error, CommandError):
+        return error.code, str(error)
+    if isinstance(error, (DomainError, ValueError, ConfigError)):
+        return EXIT_USAGE, str(error)
+    if isinstance(error, (StartupError, CryptoError, MasterKeyError, ErasureIncomplete)):
+        return EXIT_FAILURE, str(error)
+    if isinstance(error, TimeoutError):
+        return EXIT_FAILURE, f"timed out: {error}"
+    if isinstance(error, OSError):
+        return EXIT_FAILURE, f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LEDGERMAIL_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - every error becomes one line
+        mapped = error_code(error)
+        if mapped is None:
+            logging.getLogger("ledgermail").exception("internal error")
+            print(f"ledgermail: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        code, message = mapped
+        print(f"ledgermail: error: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

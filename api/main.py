@@ -1,0 +1,35 @@
+"""The HTTP application: health now; the compliance API and privacy portal come later."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+
+from adapters import bootstrap
+
+
+def create_app(container: bootstrap.Container | None = None) -> FastAPI:
+    """Build the app around the running store (``serve`` sets it)."""
+    store = container or bootstrap.current()
+    app = FastAPI(title="ledgermail", version="0.1.0", docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    def health(response: Response) -> dict[str, Any]:
+        """Liveness and how far each projection has caught up with the event log."""
+        log_position = store.app.recorder.max_notification_id() or 0
+        positions = store.projections.positions()
+        ok = store.projections.last_error is None
+        if not ok:
+            response.status_code = 503
+        return {
+            "status": "ok" if ok else "degraded",
+            "store": "postgresql" if store.settings.is_postgres else "sqlite",
+            "events": log_position,
+            "projections": {name: {"position": pos, "lag": max(0, log_position - pos)}
+                            for name, pos in positions.items()},
+            "projections_leader": store.projections.is_leading,
+            "error": store.projections.last_error,
+        }
+
+    return app
