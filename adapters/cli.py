@@ -31,6 +31,13 @@ class CommandError(Exception):
         self.code = code
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line too (``--help`` shows the full usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"ledgermail: error: {message} (see: {self.prog} --help)\n")
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
     parser.add_argument("--config", metavar="FILE", default=default,
@@ -40,7 +47,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ledgermail", description=(
+    parser = OneLineParser(prog="ledgermail", description=(
         "A mail server that records every processing of personal data as an encrypted, "
         "per-person event and erases a person by destroying their key."))
     _common(parser, top=True)

@@ -111,6 +111,8 @@ class ProjectionHost:
         return {name: view.max_tracking_id(self._app_name) or 0 for name, view in self.views.items()}
 
     def wait_for(self, position: int, timeout: float) -> dict[str, int]:
+        if position <= 0:
+            return self.positions()
         deadline = time.monotonic() + timeout
         for view in self.views.values():
             view.wait(self._app_name, position, timeout=max(0.001, deadline - time.monotonic()))

@@ -16,18 +16,35 @@ MAX_ADDRESS = 254
 MAX_DOMAIN = 253
 
 # RFC 1035 §2.3.1 / RFC 5321 §4.1.2 (Domain): labels of letters, digits and hyphens.
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Patterns end in \Z, not $: $ also matches before a trailing newline.
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 # RFC 5321 §4.1.2 Dot-string atoms (atext of RFC 5322 §3.2.3). Quoted local parts and
 # address literals are refused for local accounts: no real mailbox needs them.
-_ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+$")
+_ATOM = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
+
+
+def _ascii_lower(text: str) -> str:
+    # str.lower() maps some non-ASCII letters to ASCII (KELVIN SIGN -> "k"), which would
+    # let a different string pass as somebody else's address; fold ASCII only.
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def normalize_domain(name: str) -> str:
     """Lower-cased domain with no trailing dot; raises ``InvalidDomainName``."""
-    candidate = name.strip().lower().rstrip(".")
+    candidate = _ascii_lower(name.strip())
+    # One trailing dot is the root (RFC 1034 §3.1); more is an empty label.
+    candidate = candidate[:-1] if candidate.endswith(".") else candidate
     if not candidate or len(candidate) > MAX_DOMAIN or "." not in candidate:
         raise InvalidDomainName(name)
-    if not all(_LABEL.match(label) for label in candidate.split(".")):
+    labels = candidate.split(".")
+    if not all(_LABEL.match(label) for label in labels):
+        raise InvalidDomainName(name)
+    # RFC 3696 §2: a top-level domain is never all-numeric (so 127.0.0.1 is no host name;
+    # address literals are refused, see above).
+    if labels[-1].isdigit():
         raise InvalidDomainName(name)
     return candidate
 
@@ -36,7 +53,7 @@ def normalize_address(address: str) -> str:
     """The canonical form of a local mailbox address; raises ``InvalidAddress``."""
     if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in address):
         raise InvalidAddress(address, "spaces and control characters are not allowed")
-    candidate = address.lower()
+    candidate = _ascii_lower(address)
     if len(candidate) > MAX_ADDRESS:
         raise InvalidAddress(address, f"longer than {MAX_ADDRESS} characters")
     local, at, domain = candidate.rpartition("@")
@@ -96,7 +113,7 @@ def normalize_mailbox_name(name: str) -> str:
 
 # RFC 9051 §2.3.2: system flags. Keywords are atoms without the backslash.
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
-_KEYWORD = re.compile(r"^[!#$&'+,\-.0-9:;<=>?@A-Z^_`a-z|}~]{1,64}$")
+_KEYWORD = re.compile(r"^[!#$&'+,\-.0-9:;<=>?@A-Z^_`a-z|}~]{1,64}\Z")
 
 
 def normalize_flags(flags: list[str] | tuple[str, ...] | set[str]) -> list[str]:

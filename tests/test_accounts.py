@@ -1,0 +1,207 @@
+"""Account use cases on a real store (SQLite and PostgreSQL): creation with the default
+mailboxes, refusals, authentication, passwords and legal holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.bootstrap import Container
+from domain.application.accounts import check_password_policy
+from domain.model.errors import (
+    AddressTaken,
+    AuthenticationFailed,
+    DomainExists,
+    InvalidAddress,
+    LegalHoldActive,
+    SubjectErased,
+    UnknownAddress,
+    UnknownDomain,
+    WeakPassword,
+)
+
+PASSWORD = "correct horse battery"
+
+
+def log_position(store: Container) -> int:
+    return store.app.recorder.max_notification_id() or 0
+
+
+def test_a_new_account_has_inbox_and_the_special_use_mailboxes_in_the_view(store: Container) -> None:
+    account_id = store.app.create_account("Alice@Example.TEST", PASSWORD)
+    store.catch_up()
+
+    mailboxes = store.mailbox_view.mailboxes(account_id)
+    assert {m.name: m.special_use for m in mailboxes} == {
+        "INBOX": None,
+        "Sent": "\\Sent",
+        "Drafts": "\\Drafts",
+        "Trash": "\\Trash",
+        "Junk": "\\Junk",
+        "Archive": "\\Archive",
+    }
+    for mailbox in mailboxes:
+        assert mailbox.account_id == account_id
+        assert (mailbox.uidnext, mailbox.highestmodseq, mailbox.messages) == (1, 1, 0)
+        assert mailbox.subscribed is True
+        assert mailbox.uidvalidity > 0
+    assert len({m.mailbox_id for m in mailboxes}) == 6
+
+    accounts = store.mailbox_view.accounts()
+    assert [(a.account_id, a.address) for a in accounts] == [(account_id, "alice@example.test")]
+    assert store.app.account_for("ALICE@example.test").id == account_id
+
+
+def test_a_duplicate_address_is_refused(store: Container) -> None:
+    store.app.create_account("alice@example.test", PASSWORD)
+    before = log_position(store)
+
+    with pytest.raises(AddressTaken, match="alice@example.test"):
+        store.app.create_account("ALICE@Example.Test", "another password")
+
+    assert log_position(store) == before
+    store.catch_up()
+    assert [a.address for a in store.mailbox_view.accounts()] == ["alice@example.test"]
+
+
+def test_an_address_in_an_unknown_domain_is_refused(store: Container) -> None:
+    before = log_position(store)
+
+    with pytest.raises(UnknownDomain, match="elsewhere.test"):
+        store.app.create_account("alice@elsewhere.test", PASSWORD)
+
+    assert log_position(store) == before
+    with pytest.raises(UnknownAddress):
+        store.app.account_id_for("alice@elsewhere.test")
+
+
+def test_an_invalid_address_is_refused_before_anything_is_written(store: Container) -> None:
+    before = log_position(store)
+    with pytest.raises(InvalidAddress):
+        store.app.create_account("alice smith@example.test", PASSWORD)
+    assert log_position(store) == before
+
+
+def test_a_domain_cannot_be_added_twice(store: Container) -> None:
+    with pytest.raises(DomainExists):
+        store.app.add_domain("EXAMPLE.test.")
+    store.app.add_domain("second.test")
+    assert store.app.list_domains() == ["example.test", "second.test"]
+
+
+def test_authentication_succeeds_with_the_right_password(store: Container) -> None:
+    account_id = store.app.create_account("alice@example.test", PASSWORD)
+    assert store.app.authenticate("alice@example.test", PASSWORD) == account_id
+    assert store.app.authenticate("Alice@EXAMPLE.test", PASSWORD) == account_id
+
+
+def test_wrong_password_and_unknown_user_fail_identically(store: Container) -> None:
+    store.app.create_account("alice@example.test", PASSWORD)
+
+    with pytest.raises(AuthenticationFailed) as wrong_password:
+        store.app.authenticate("alice@example.test", PASSWORD + "!")
+    with pytest.raises(AuthenticationFailed) as unknown_user:
+        store.app.authenticate("mallory@example.test", PASSWORD)
+    with pytest.raises(AuthenticationFailed) as malformed_user:
+        store.app.authenticate("not an address", PASSWORD)
+
+    assert str(wrong_password.value) == str(unknown_user.value) == str(malformed_user.value)
+    assert str(wrong_password.value) == "authentication failed"
+    assert type(wrong_password.value) is type(unknown_user.value) is AuthenticationFailed
+
+
+def test_a_changed_password_replaces_the_old_one(store: Container) -> None:
+    account_id = store.app.create_account("alice@example.test", PASSWORD)
+
+    store.app.change_password("alice@example.test", "a brand new secret")
+
+    assert store.app.authenticate("alice@example.test", "a brand new secret") == account_id
+    with pytest.raises(AuthenticationFailed):
+        store.app.authenticate("alice@example.test", PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("", "shorter than 8"),
+        ("short", "shorter than 8"),
+        ("1234567", "shorter than 8"),
+        ("x" * 1025, "longer than 1024"),
+        ("eight\x00chars", "control characters"),
+        ("tab\tinside!", "control characters"),
+    ],
+)
+def test_the_password_policy_refuses_weak_passwords(password: str, why: str) -> None:
+    with pytest.raises(WeakPassword, match=why):
+        check_password_policy(password)
+
+
+@pytest.mark.parametrize("password", ["12345678", "x" * 1024, "pässwörd ok"])
+def test_the_password_policy_accepts_reasonable_passwords(password: str) -> None:
+    check_password_policy(password)
+
+
+def test_an_account_with_a_weak_password_is_refused(store: Container) -> None:
+    before = log_position(store)
+    with pytest.raises(WeakPassword, match="shorter than 8"):
+        store.app.create_account("alice@example.test", "short")
+    assert log_position(store) == before
+    with pytest.raises(UnknownAddress):
+        store.app.account_id_for("alice@example.test")
+
+
+def test_a_weak_new_password_is_refused_and_the_old_one_still_works(store: Container) -> None:
+    account_id = store.app.create_account("alice@example.test", PASSWORD)
+    before = log_position(store)
+
+    with pytest.raises(WeakPassword):
+        store.app.change_password("alice@example.test", "short")
+
+    assert log_position(store) == before
+    assert store.app.authenticate("alice@example.test", PASSWORD) == account_id
+
+
+def test_changing_the_password_of_an_unknown_address_is_refused(store: Container) -> None:
+    with pytest.raises(UnknownAddress):
+        store.app.change_password("nobody@example.test", "a brand new secret")
+
+
+def test_a_legal_hold_blocks_erasure_until_it_is_released(store: Container) -> None:
+    account_id = store.app.create_account("alice@example.test", PASSWORD)
+    store.app.deliver(["alice@example.test"], b"Subject: kept\r\n\r\nevidence\r\n")
+    store.app.place_legal_hold("alice@example.test", "  litigation 2024-17  ")
+
+    with pytest.raises(LegalHoldActive, match="litigation 2024-17"):
+        store.app.erase_subject("alice@example.test", "user asked")
+
+    # Nothing was erased: the account still logs in and the mail is still there.
+    assert store.app.authenticate("alice@example.test", PASSWORD) == account_id
+    store.catch_up()
+    inbox = store.app.account_for("alice@example.test").mailbox_id("INBOX")
+    assert len(store.mailbox_view.messages(inbox)) == 1
+    assert store.app.account_for("alice@example.test").legal_hold == "litigation 2024-17"
+
+    store.app.release_legal_hold("alice@example.test")
+    receipt = store.app.erase_subject("alice@example.test", "user asked")
+
+    assert receipt["verification"]["passed"] is True
+    assert receipt["destroyed_key_ids"]
+    assert receipt["reason"] == "user asked"
+    with pytest.raises(AuthenticationFailed):
+        store.app.authenticate("alice@example.test", PASSWORD)
+    with pytest.raises(UnknownAddress):
+        store.app.account_id_for("alice@example.test")
+    with pytest.raises(SubjectErased):
+        store.app.load(account_id)
+    store.catch_up()
+    assert store.mailbox_view.mailboxes(account_id) == []
+    assert store.mailbox_view.messages(inbox) == []
+    event_types = [row.entry.event_type for row in store.audit_trail.rows()]
+    assert "ErasureRequest.Blocked" in event_types
+    assert "ErasureRequest.Completed" in event_types
+
+
+def test_a_legal_hold_needs_a_reason(store: Container) -> None:
+    store.app.create_account("alice@example.test", PASSWORD)
+    with pytest.raises(ValueError, match="reason"):
+        store.app.place_legal_hold("alice@example.test", "   ")
+    assert store.app.account_for("alice@example.test").legal_hold is None

@@ -1,0 +1,122 @@
+"""Fail-closed encryption: wrong master key, tampered rows, restore mismatches."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from adapters.bootstrap import build, verify_event_log
+from adapters.config import Settings
+from adapters.crypto.errors import MasterKeyMismatch, TamperedEventError, UnknownKeyError
+from adapters.crypto.master_key import MasterKeyError, load_or_create_master_key
+from domain.application.context import acting
+from tests.conftest import PG_DSN
+
+PASSWORD = "correct horse battery"
+
+
+def populate(settings: Settings) -> None:
+    container = build(settings)
+    try:
+        with acting("admin:test"):
+            container.app.add_domain("example.test")
+            container.app.create_account("alice@example.test", PASSWORD)
+            container.app.deliver(["alice@example.test"], b"Subject: hi\r\n\r\nbody\r\n")
+            container.catch_up()
+    finally:
+        container.close()
+
+
+def execute(settings: Settings, sqlite_file: str, sql: str, pg_schema: str | None = None) -> Any:
+    """Run one statement behind the server's back, on the right backend."""
+    if settings.is_postgres:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'SET search_path TO "{pg_schema or settings.store.schema_name}"')
+            return conn.execute(sql).rowcount
+    with sqlite3.connect(settings.data_dir / sqlite_file) as conn:
+        return conn.execute(sql).rowcount
+
+
+EVENTS_TABLE = {"sqlite": "stored_events", "postgres": "ledgermail_events"}
+
+
+def test_the_master_key_file_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "master.key"
+    key = load_or_create_master_key(path)
+    assert len(key) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_master_key(path) == key
+
+
+def test_a_world_readable_master_key_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "master.key"
+    load_or_create_master_key(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(MasterKeyError, match="readable by others"):
+        load_or_create_master_key(path)
+
+
+def test_a_wrong_master_key_is_refused_loudly(settings: Settings) -> None:
+    populate(settings)
+    wrong = settings.model_copy(update={"master_key": base64.b64encode(os.urandom(32)).decode()})
+    with pytest.raises(MasterKeyMismatch, match="master key does not open the key store"):
+        build(wrong)
+
+
+def test_a_changed_event_row_fails_authentication(settings: Settings, backend: str) -> None:
+    populate(settings)
+    table = EVENTS_TABLE[backend]
+    if backend == "postgres":
+        sql = (f"UPDATE {table} SET state = overlay(state placing '\\xff'::bytea from 40 for 1) "
+               f"WHERE originator_version = 1 AND topic LIKE '%Account.Created'")
+    else:
+        sql = (f"UPDATE {table} SET state = CAST(substr(state, 1, 39) || x'ff' || substr(state, 41) AS BLOB) "
+               f"WHERE originator_version = 1 AND topic LIKE '%Account.Created'")
+    assert execute(settings, "events.sqlite", sql) == 1
+    container = build(settings, run_projections=False)
+    try:
+        with pytest.raises(TamperedEventError, match="failed authentication"):
+            verify_event_log(container)
+    finally:
+        container.close()
+
+
+def test_an_event_moved_to_another_row_fails_authentication(settings: Settings, backend: str) -> None:
+    populate(settings)
+    table = EVENTS_TABLE[backend]
+    # Copy the INBOX creation of one mailbox over another mailbox's creation: same key,
+    # valid ciphertext, wrong row. The AAD binds it to its original row.
+    sql = (f"UPDATE {table} SET state = (SELECT state FROM {table} WHERE topic LIKE '%Mailbox.Created' "
+           f"ORDER BY originator_id LIMIT 1) WHERE originator_id = (SELECT originator_id FROM {table} "
+           f"WHERE topic LIKE '%Mailbox.Created' ORDER BY originator_id DESC LIMIT 1) "
+           f"AND originator_version = 1")
+    assert execute(settings, "events.sqlite", sql) == 1
+    container = build(settings, run_projections=False)
+    try:
+        with pytest.raises(TamperedEventError):
+            verify_event_log(container)
+    finally:
+        container.close()
+
+
+def test_a_key_store_older_than_the_log_is_a_restore_mismatch_not_an_erasure(settings: Settings) -> None:
+    populate(settings)
+    removed = execute(settings, "keys.sqlite", "DELETE FROM subject_keys",
+                      pg_schema=f"{settings.store.schema_name}_keys")
+    assert removed == 1
+    container = build(settings, run_projections=False)
+    try:
+        with pytest.raises(UnknownKeyError, match="restore mismatch"):
+            verify_event_log(container)
+        account_id = container.app.account_id_for("alice@example.test")
+        with pytest.raises(UnknownKeyError):
+            container.app.repository.get(account_id)
+    finally:
+        container.close()
