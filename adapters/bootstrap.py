@@ -110,6 +110,9 @@ def eventsourcing_env(settings: Settings, master_key: bytes) -> dict[str, str]:
         })
         for name in (MailboxViewProjection.name, AuditTrailProjection.name):
             env[f"{name.upper()}_POSTGRES_SCHEMA"] = schemas[name]
+            # Views are written by one runner thread and read by a few sessions.
+            env[f"{name.upper()}_POSTGRES_POOL_SIZE"] = "1"
+            env[f"{name.upper()}_POSTGRES_MAX_OVERFLOW"] = "4"
     else:
         data = settings.data_dir.resolve()
         env.update({
@@ -126,6 +129,13 @@ def eventsourcing_env(settings: Settings, master_key: bytes) -> dict[str, str]:
             # tracking rows commit atomically with the rows they describe.
             env[f"{name.upper()}_SQLITE_SYNCHRONOUS"] = "NORMAL"
     return env
+
+
+def runner_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The projection runners' copy of the application only reads: a small pool."""
+    if not settings.is_postgres:
+        return env
+    return {**env, "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
 
 
 def _view_classes(settings: Settings) -> tuple[type, type]:
@@ -234,7 +244,7 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
         lock = FileLeaderLock(settings.data_dir.resolve() / "projections.lock")
     mailbox_view_class, audit_class = _view_classes(settings)
     host = ProjectionHost(
-        LedgerMail, APP_NAME, env,
+        LedgerMail, APP_NAME, runner_env(settings, env),
         [ProjectionSpec(MailboxViewProjection, mailbox_view_class),
          ProjectionSpec(AuditTrailProjection, audit_class)],
         lock,
@@ -253,7 +263,11 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     app = LedgerMail(env=env, ports=ports)
     app.max_message_bytes = settings.max_message_bytes
     container = Container(settings, app, host, keystore, blobs, env, closers)
-    check_durability(container)
+    try:
+        check_durability(app)
+    except StartupError:
+        container.close()
+        raise
     if run_projections:
         host.start()
     return container
@@ -274,9 +288,9 @@ def current() -> Container:
     return _current
 
 
-def check_durability(container: Container) -> None:
+def check_durability(app: LedgerMail) -> None:
     """Refuse a store that could lose acknowledged mail (DESIGN §2)."""
-    datastore = getattr(container.app.recorder, "datastore", None)
+    datastore = getattr(app.recorder, "datastore", None)
     if hasattr(datastore, "synchronous_level"):
         level = datastore.synchronous_level()
         if level < SYNCHRONOUS_LEVELS["FULL"]:

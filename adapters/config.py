@@ -51,7 +51,7 @@ class Store(BaseModel):
     url: str = ""
     #: PostgreSQL schema prefix: events in <schema>, keys in <schema>_keys, views apart.
     schema_name: str = Field(default="ledgermail", alias="schema")
-    pool_size: int = 5
+    pool_size: int = 4
 
     model_config = {"populate_by_name": True}
 
