@@ -1,17 +1,19 @@
 """``ledgermail audit --verify``: the audit trail is intact and agrees with the event log.
 
-The hash chain catches a changed, removed or inserted row; comparing each row with the
-envelope sealed in its event (which only the master key can forge) also catches a chain
-rewritten from some row onward.
+The hash chain catches a changed, removed or inserted row. Comparing every row with the
+envelope sealed in its event (which only the master key can forge) also catches a
+chain rewritten from some row onward; and since every event gets exactly one row, a
+row without an event (a deleted event) or an event without a row (a deleted row, the
+last one included: the trail's tracking position says how far it got) is caught too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.bootstrap import Container
+from adapters.bootstrap import APP_NAME, Container
 from projections.audit_trail.projection import event_type_of
-from projections.audit_trail.view import check_chain
+from projections.audit_trail.view import AuditEntry, check_chain
 
 
 @dataclass(frozen=True)
@@ -22,35 +24,64 @@ class AuditVerdict:
     reason: str
 
 
+def _matches(entry: AuditEntry, event: object) -> bool:
+    envelope = getattr(event, "envelope", None) or {}
+    expected = {
+        "event_type": event_type_of(event),
+        "stream_id": str(getattr(event, "originator_id", "")),
+        "subject": envelope.get("subject"),
+        "actor": envelope.get("actor", "system"),
+        "protocol": envelope.get("protocol", "internal"),
+        "session": envelope.get("session", ""),
+        "purpose": envelope.get("purpose", ""),
+    }
+    if any(getattr(entry, name) != value for name, value in expected.items()):
+        return False
+    return not envelope.get("at") or entry.at == envelope["at"]
+
+
 def verify_audit(container: Container, batch: int = 2000) -> AuditVerdict:
     rows = container.audit_trail.rows()
     chain = check_chain(rows)
     if not chain.intact:
         return AuditVerdict(False, len(rows), 0, f"hash chain broken at position "
                                                   f"{chain.first_bad_position}: {chain.reason}")
+    tracked = container.audit_trail.max_tracking_id(APP_NAME) or 0
     by_position = {row.entry.position: row.entry for row in rows}
+    if rows and rows[-1].entry.position != tracked:
+        return AuditVerdict(False, len(rows), 0, f"the trail processed position {tracked} but its "
+                                                  f"last row is {rows[-1].entry.position}")
     recorder, mapper = container.app.recorder, container.app.mapper
-    start, events = 1, 0
+    start, events, seen = 1, 0, 0
     while True:
-        notifications = recorder.select_notifications(start=start, limit=batch)
+        notifications = recorder.select_notifications(start=start, limit=batch, stop=tracked)
         if not notifications:
             break
         for notification in notifications:
             events += 1
             entry = by_position.get(notification.id)
             if entry is None:
-                if notification.id <= (rows[-1].entry.position if rows else 0):
-                    return AuditVerdict(False, len(rows), events,
-                                        f"event {notification.id} has no audit row")
-                continue  # not yet projected
-            event = mapper.to_domain_event(notification)
-            envelope = getattr(event, "envelope", None) or {}
-            if (entry.event_type != event_type_of(event)
-                    or entry.stream_id != str(event.originator_id)
-                    or entry.subject != envelope.get("subject")
-                    or entry.actor != envelope.get("actor", "system")
-                    or (envelope.get("at") and entry.at != envelope.get("at"))):
+                return AuditVerdict(False, len(rows), events,
+                                    f"event {notification.id} has no audit row")
+            seen += 1
+            if not _matches(entry, mapper.to_domain_event(notification)):
                 return AuditVerdict(False, len(rows), events,
                                     f"audit row {notification.id} does not match its event")
         start = notifications[-1].id + 1
+    if seen != len(rows):
+        orphans = sorted(set(by_position) - _positions(container, tracked))
+        return AuditVerdict(False, len(rows), events,
+                            f"audit row {orphans[0] if orphans else '?'} has no event in the log "
+                            "(an event was removed)")
     return AuditVerdict(True, len(rows), events, "intact")
+
+
+def _positions(container: Container, stop: int, batch: int = 5000) -> set[int]:
+    found: set[int] = set()
+    start = 1
+    while True:
+        notifications = container.app.recorder.select_notifications(start=start, limit=batch, stop=stop)
+        if not notifications:
+            return found
+        found.update(n.id for n in notifications)
+        start = notifications[-1].id + 1

@@ -265,7 +265,8 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     container = Container(settings, app, host, keystore, blobs, env, closers)
     try:
         check_durability(app)
-    except StartupError:
+        reapply_erasures(container)
+    except BaseException:
         container.close()
         raise
     if run_projections:
@@ -295,6 +296,17 @@ def check_durability(app: LedgerMail) -> None:
         level = datastore.synchronous_level()
         if level < SYNCHRONOUS_LEVELS["FULL"]:
             raise StartupError(f"SQLite synchronous={level} is below FULL: refusing to start")
+
+
+def reapply_erasures(container: Container) -> list[str]:
+    """Shred again any key an erasure destroyed that a restored key store brought back
+    (DESIGN §3): the log, not the key store, is the authority on what was erased."""
+    revived: list[str] = []
+    for erasure_id, key_ids in container.app.shredded_keys_by_erasure():
+        revived += container.keystore.reapply_shreds(erasure_id, key_ids)
+    if revived:
+        log.warning("re-shredded %d key(s) that a restored key store had brought back", len(revived))
+    return revived
 
 
 def verify_event_log(container: Container, batch: int = 2000) -> int:

@@ -237,3 +237,22 @@ def test_a_wrong_master_key_stops_every_command(settings: Settings) -> None:
     env["LEDGERMAIL_MASTER_KEY"] = "A" * 43 + "="
     assert_one_line_error(ledgermail(settings, "domain", "list", env=env), 1,
                           "master key does not open the key store")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("tampering", [
+    ("audit_trail.sqlite", "DELETE FROM audit_entries WHERE position = (SELECT max(position) FROM audit_entries)",
+     "last row"),
+    ("events.sqlite", "DELETE FROM stored_events WHERE rowid = 5", "has no event"),
+    ("audit_trail.sqlite", "UPDATE audit_entries SET purpose = 'marketing' WHERE position = 4", "position 4"),
+])
+def test_audit_verify_detects_removed_rows_and_removed_events(settings: Settings, tampering: tuple[str, str, str]) -> None:
+    ledgermail(settings, "domain", "add", "example.test")
+    ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin", stdin=b"a long secret\n")
+    assert ledgermail(settings, "audit", "--verify").returncode == 0
+    file_name, statement, reason = tampering
+    with sqlite3.connect(settings.data_dir / file_name) as conn:
+        assert conn.execute(statement).rowcount == 1
+    broken = ledgermail(settings, "audit", "--verify")
+    assert broken.returncode == 1, broken.stdout
+    assert reason in broken.stdout

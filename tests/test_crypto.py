@@ -8,6 +8,7 @@ import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -17,6 +18,7 @@ from adapters.config import Settings
 from adapters.crypto.errors import MasterKeyMismatch, TamperedEventError, UnknownKeyError
 from adapters.crypto.master_key import MasterKeyError, load_or_create_master_key
 from domain.application.context import acting
+from domain.model.errors import SubjectErased
 from tests.conftest import PG_DSN
 
 PASSWORD = "correct horse battery"
@@ -118,5 +120,49 @@ def test_a_key_store_older_than_the_log_is_a_restore_mismatch_not_an_erasure(set
         account_id = container.app.account_id_for("alice@example.test")
         with pytest.raises(UnknownKeyError):
             container.app.repository.get(account_id)
+    finally:
+        container.close()
+
+
+def snapshot_keys(settings: Settings, backend: str) -> Any:
+    if backend == "postgres":
+        with psycopg.connect(PG_DSN) as conn:
+            return conn.execute(f'SELECT * FROM "{settings.store.schema_name}_keys".subject_keys').fetchall()
+    backup = sqlite3.connect(":memory:")
+    with sqlite3.connect(settings.data_dir / "keys.sqlite") as source:
+        source.backup(backup)
+    return backup
+
+
+def restore_keys(settings: Settings, backend: str, backup: Any) -> None:
+    if backend == "postgres":
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            table = f'"{settings.store.schema_name}_keys".subject_keys'
+            conn.execute(f"DELETE FROM {table}")
+            for row in backup:
+                conn.execute(f"INSERT INTO {table} VALUES (%s,%s,%s,%s,%s,%s)", row)
+        return
+    with sqlite3.connect(settings.data_dir / "keys.sqlite") as target:
+        backup.backup(target)
+
+
+def test_a_restored_key_store_is_shredded_again_on_start(settings: Settings, backend: str) -> None:
+    populate(settings)
+    backup = snapshot_keys(settings, backend)  # a backup taken while alice existed
+    container = build(settings)
+    try:
+        with acting("admin:test"):
+            receipt = container.app.erase_subject("alice@example.test", "request")
+    finally:
+        container.close()
+    restore_keys(settings, backend, backup)  # ... comes back after her erasure
+
+    container = build(settings, run_projections=False)
+    try:
+        assert container.keystore.shredded_key_ids(receipt["erasure_id"]) == receipt["destroyed_key_ids"]
+        request = container.app.repository.get(UUID(receipt["erasure_id"]))
+        with pytest.raises(SubjectErased):
+            container.app.repository.get(request.account_id)
+        assert verify_event_log(container) > 0
     finally:
         container.close()

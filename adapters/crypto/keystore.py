@@ -80,6 +80,10 @@ class SubjectKeyStore(ABC):
     @abstractmethod
     def _keys_shredded_by(self, erasure_ref: str) -> list[bytes]: ...
 
+    @abstractmethod
+    def _shred_key_rows(self, key_ids: list[bytes], erasure_ref: str) -> list[bytes]:
+        """Tombstone these keys if they are live (a restored backup); return those shredded."""
+
     def _changed_elsewhere(self) -> bool:
         """True when another process may have shredded keys since the last look."""
         return False
@@ -167,6 +171,17 @@ class SubjectKeyStore(ABC):
             if not key_ids:
                 key_ids = self._keys_shredded_by(erasure_ref)
             return [k.hex() for k in key_ids]
+
+    def reapply_shreds(self, erasure_ref: str, key_ids_hex: list[str]) -> list[str]:
+        """Shred again keys an erasure destroyed, if a restored key store brought them back."""
+        with self._lock:
+            key_ids = [bytes.fromhex(k) for k in key_ids_hex]
+            revived = self._shred_key_rows(key_ids, erasure_ref)
+            for key_id in revived:
+                self._keys.pop(key_id, None)
+            if revived:
+                self._subjects.clear()
+            return [k.hex() for k in revived]
 
     def shredded_key_ids(self, erasure_ref: str) -> list[str]:
         with self._lock:

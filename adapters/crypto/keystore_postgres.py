@@ -88,6 +88,25 @@ class PostgresKeyStore(SubjectKeyStore):
             self._conn.execute("VACUUM subject_keys")
         return [bytes(r[0]) for r in rows]
 
+    def _shred_key_rows(self, key_ids: list[bytes], erasure_ref: str) -> list[bytes]:
+        revived = []
+        with self._conn_lock, self._conn.transaction():
+            for key_id in key_ids:
+                row = self._conn.execute(
+                    "SELECT subject_id FROM subject_keys WHERE key_id=%s AND wrapped_key IS NOT NULL",
+                    (key_id,)).fetchone()
+                if row is None:
+                    continue
+                subject = row[0] if row[0].startswith("erased:") else self.tombstone_name(row[0])
+                self._conn.execute(
+                    "UPDATE subject_keys SET wrapped_key=NULL, subject_id=%s, shredded_at=%s, "
+                    "erasure_ref=%s WHERE key_id=%s", (subject, time.time(), erasure_ref, key_id))
+                revived.append(key_id)
+        if revived:
+            with self._conn_lock:
+                self._conn.execute("VACUUM subject_keys")
+        return revived
+
     def _keys_shredded_by(self, erasure_ref: str) -> list[bytes]:
         with self._conn_lock:
             rows = self._conn.execute(

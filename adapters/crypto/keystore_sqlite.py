@@ -8,6 +8,8 @@ from typing import Any
 
 from adapters.crypto.keystore import SubjectKeyStore
 
+CHECKPOINT_ATTEMPTS = 100
+
 
 class SQLiteKeyStore(SubjectKeyStore):
     def __init__(self, path: str, master_key: bytes) -> None:
@@ -90,10 +92,42 @@ class SQLiteKeyStore(SubjectKeyStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        # secure_delete zeroed the old cells in the page images; the checkpoint moves
-        # them into the main file and truncates the WAL, so no copy of the key remains.
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._checkpoint()
         return key_ids
+
+    def _checkpoint(self) -> None:
+        """secure_delete zeroed the old cells in the page images; the checkpoint moves
+        them into the main file and truncates the WAL, so no copy of a key remains.
+        Readers in other processes can hold it off for a moment: retry, then fail loudly."""
+        for _ in range(CHECKPOINT_ATTEMPTS):
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"could not checkpoint {self._path}: other readers keep it busy; "
+                           "the shredded key may remain in its WAL until the next checkpoint")
+
+    def _shred_key_rows(self, key_ids: list[bytes], erasure_ref: str) -> list[bytes]:
+        revived = [k for k in key_ids if self._db.execute(
+            "SELECT 1 FROM subject_keys WHERE key_id=? AND wrapped_key IS NOT NULL", (k,)).fetchone()]
+        if not revived:
+            return []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for key_id in revived:
+                subject = self._db.execute("SELECT subject_id FROM subject_keys WHERE key_id=?",
+                                           (key_id,)).fetchone()[0]
+                self._db.execute(
+                    "UPDATE subject_keys SET wrapped_key=NULL, subject_id=?, shredded_at=?, "
+                    "erasure_ref=? WHERE key_id=?",
+                    (self.tombstone_name(subject) if not subject.startswith("erased:") else subject,
+                     time.time(), erasure_ref, key_id))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._checkpoint()
+        return revived
 
     def _keys_shredded_by(self, erasure_ref: str) -> list[bytes]:
         return [r[0] for r in self._db.execute(

@@ -13,6 +13,8 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from domain.application.context import acting
 from domain.application.mail import MailUseCases, StoredMessage
 from domain.model.account import Account, AddressIndex
@@ -259,3 +261,18 @@ class ErasureUseCases(MailUseCases):
             request: ErasureRequest = self.repository.get(index.erasure_id)
             return request.subject_pseudonym
         raise UnknownAddress(address)
+
+    def shredded_keys_by_erasure(self) -> list[tuple[str, list[str]]]:
+        """Every (erasure id, destroyed key ids) in the log: what a restored key store
+        must be made to forget again."""
+        topic = get_topic(ErasureRequest.KeysShredded)
+        found: list[tuple[str, list[str]]] = []
+        start = 1
+        while True:
+            notifications = self.recorder.select_notifications(start=start, limit=1000, topics=[topic])
+            if not notifications:
+                return found
+            for notification in notifications:
+                event = self.mapper.to_domain_event(notification)
+                found.append((str(event.originator_id), list(event.key_ids)))
+            start = notifications[-1].id + 1
