@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import psycopg
+from eventsourcing.persistence import PersistenceError
 
 from adapters.config import Settings
 from adapters.crypto import registry
@@ -114,7 +115,7 @@ def eventsourcing_env(settings: Settings, master_key: bytes) -> dict[str, str]:
             env[f"{name.upper()}_POSTGRES_POOL_SIZE"] = "1"
             env[f"{name.upper()}_POSTGRES_MAX_OVERFLOW"] = "4"
     else:
-        data = settings.data_dir.resolve()
+        data = settings.sqlite_dir.resolve()
         env.update({
             "PERSISTENCE_MODULE": _topic(LedgerSQLiteFactory),
             "SQLITE_DBNAME": str(data / EVENTS_DB),
@@ -223,6 +224,8 @@ def _prepare_postgres(settings: Settings) -> None:
 def build(settings: Settings, *, run_projections: bool = True) -> Container:
     """Open (creating on first use) the store the settings name."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.is_postgres:
+        settings.sqlite_dir.mkdir(parents=True, exist_ok=True)
     master_key = load_or_create_master_key(settings.master_key_path, settings.master_key or None)
     if settings.is_postgres:
         _prepare_postgres(settings)
@@ -240,8 +243,8 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     else:
         from adapters.storage.blobs_files import FileBlobStore
 
-        blobs = FileBlobStore(settings.data_dir.resolve() / "blobs")
-        lock = FileLeaderLock(settings.data_dir.resolve() / "projections.lock")
+        blobs = FileBlobStore(settings.sqlite_dir.resolve() / "blobs")
+        lock = FileLeaderLock(settings.sqlite_dir.resolve() / "projections.lock")
     mailbox_view_class, audit_class = _view_classes(settings)
     host = ProjectionHost(
         LedgerMail, APP_NAME, runner_env(settings, env),
@@ -316,7 +319,11 @@ def verify_event_log(container: Container, batch: int = 2000) -> int:
     assert isinstance(mapper, SubjectMapper)
     start, count = 1, 0
     while True:
-        notifications = recorder.select_notifications(start=start, limit=batch)
+        try:
+            notifications = recorder.select_notifications(start=start, limit=batch)
+        except PersistenceError as error:
+            raise StartupError(f"the event log cannot be read after position {start - 1}: "
+                               f"{error} (changed outside ledgermail?)") from None
         if not notifications:
             return count
         for notification in notifications:
@@ -327,5 +334,5 @@ def verify_event_log(container: Container, batch: int = 2000) -> int:
 
 def data_files(settings: Settings) -> list[Path]:
     """Every file ledgermail keeps under the data dir (for operators and the canary test)."""
-    root = settings.data_dir.resolve()
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    roots = {settings.data_dir.resolve(), settings.sqlite_dir.resolve()}
+    return sorted({p for root in roots for p in root.rglob("*") if p.is_file()})

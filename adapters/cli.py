@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         return serve(settings)
     container = build(settings)
     try:
-        with acting(f"admin:cli:{_operator()}", protocol="cli", purpose="administration"):
+        with acting(f"admin:cli:uid{os.getuid()}", protocol="cli", purpose="administration"):
             code = COMMANDS[args.command](container, args)
         try:
             container.catch_up(timeout=30)
@@ -257,13 +257,6 @@ def run(args: argparse.Namespace) -> int:
         return code
     finally:
         container.close()
-
-
-def _operator() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
 
 
 def error_code(error: BaseException) -> tuple[int, str] | None:
@@ -290,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LEDGERMAIL_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    # Databases, blobs and exports hold personal data: nobody but the owner reads them.
+    os.umask(0o077)
     try:
         return run(args)
     except KeyboardInterrupt:

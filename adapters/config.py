@@ -55,6 +55,13 @@ class Store(BaseModel):
 
     model_config = {"populate_by_name": True}
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///<dir> or postgresql://user@host:port/db")
+        return value
+
     @field_validator("schema_name")
     @classmethod
     def _schema(cls, value: str) -> str:
@@ -106,6 +113,13 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store.url or f"sqlite:///{self.data_dir.resolve()}"
+
+    @property
+    def sqlite_dir(self) -> Path:
+        """Where the SQLite files and blobs live: the url's directory, else the data dir."""
+        if self.store.url.startswith("sqlite:///"):
+            return Path(self.store.url.removeprefix("sqlite:///"))
+        return self.data_dir
 
     @property
     def is_postgres(self) -> bool:

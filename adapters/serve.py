@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 
 import uvicorn
@@ -37,6 +38,21 @@ def serve(settings: Settings) -> int:
         container.close()
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a taken port is a one-line error, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 async def _serve_forever(container: bootstrap.Container) -> int:
     settings = container.settings
     stop = asyncio.Event()
@@ -47,18 +63,17 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     tasks: list[asyncio.Task[None]] = []
     http = settings.listen.address("http")
     if http is not None:
-        config = uvicorn.Config(HTTP_APP, factory=True, host=http[0], port=http[1],
-                                log_level="warning", lifespan="off")
+        try:
+            listening = bind(*http)
+        except OSError as error:
+            print(f"ledgermail: error: cannot listen on {http[0]}:{http[1]} (http): "
+                  f"{error.strerror}", file=sys.stderr)
+            return 1
+        config = uvicorn.Config(HTTP_APP, factory=True, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         servers.append(server)
-        tasks.append(asyncio.create_task(server.serve()))
-        while not server.started and not tasks[-1].done():
-            await asyncio.sleep(0.01)
-        if tasks[-1].done():
-            tasks[-1].result()
-            print(f"ledgermail: error: cannot listen on {http[0]}:{http[1]}", file=sys.stderr)
-            return 1
+        tasks.append(asyncio.create_task(server.serve(sockets=[listening])))
     print(f"ledgermail serving from {container.settings.store_url.split('@')[-1]}; "
           f"http on {settings.listen.http or 'off'}; Ctrl-C stops", flush=True)
     await stop.wait()

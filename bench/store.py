@@ -297,7 +297,7 @@ def fmt(value: float, unit: str) -> str:
 
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
-    header = ("backend", "measurement", "median", "spread (min-max)", "target", "", "notes")
+    header = ("backend", "measurement", "median", "spread (min-max)", "target", "result", "notes")
     lines = [header]
     for row in rows:
         median = statistics.median(row.samples)

@@ -205,3 +205,37 @@ def test_a_legal_hold_needs_a_reason(store: Container) -> None:
     with pytest.raises(ValueError, match="reason"):
         store.app.place_legal_hold("alice@example.test", "   ")
     assert store.app.account_for("alice@example.test").legal_hold is None
+
+
+def test_an_alias_receives_mail_and_logs_in_and_is_unique(store: Container) -> None:
+    app = store.app
+    alice = app.create_account("alice@example.test", "a long secret")
+    bob = app.create_account("bob@example.test", "a long secret")
+    app.add_alias("alice@example.test", "Postmaster@Example.test")
+    assert app.account_id_for("postmaster@example.test") == alice
+    assert app.authenticate("postmaster@example.test", "a long secret") == alice
+    result = app.deliver(["postmaster@example.test", "alice@example.test"], b"Subject: x\r\n\r\ny\r\n")
+    assert [ref.account_id for ref in result.copies] == [alice]  # one copy per person
+    with pytest.raises(AddressTaken):
+        app.add_alias("bob@example.test", "postmaster@example.test")
+    app.remove_alias("alice@example.test", "postmaster@example.test")
+    with pytest.raises(UnknownAddress):
+        app.account_id_for("postmaster@example.test")
+    app.add_alias("bob@example.test", "postmaster@example.test")
+    assert app.account_id_for("postmaster@example.test") == bob
+    store.catch_up()
+    rows = {row.address: row.aliases for row in store.mailbox_view.accounts()}
+    assert rows == {"alice@example.test": [], "bob@example.test": ["postmaster@example.test"]}
+
+
+def test_erasing_a_person_frees_their_aliases_too(store: Container) -> None:
+    app = store.app
+    app.create_account("carol@example.test", "a long secret")
+    app.add_alias("carol@example.test", "sales@example.test")
+    receipt = app.erase_subject("sales@example.test", "request")
+    assert receipt["verification"]["passed"]
+    with pytest.raises(UnknownAddress):
+        app.account_id_for("carol@example.test")
+    with pytest.raises(UnknownAddress):
+        app.account_id_for("sales@example.test")
+    assert app.erase_subject("carol@example.test", "again") == receipt

@@ -256,3 +256,31 @@ def test_audit_verify_detects_removed_rows_and_removed_events(settings: Settings
     broken = ledgermail(settings, "audit", "--verify")
     assert broken.returncode == 1, broken.stdout
     assert reason in broken.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_serve_on_a_taken_port_is_a_one_line_error(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        server = start_server(settings, taken.getsockname()[1])
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 1
+    assert err.decode().startswith("ledgermail: error: cannot listen on 127.0.0.1:")
+    assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_files_holding_personal_data_are_private_to_the_owner(settings: Settings) -> None:
+    ledgermail(settings, "domain", "add", "example.test")
+    ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin", stdin=b"a long secret\n")
+    ledgermail(settings, "deliver", "alice@example.test", stdin=MESSAGE)
+    files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "mailbox_view.sqlite" for p in files)
+    assert [str(p) for p in files if p.stat().st_mode & 0o077] == []
+
+
+def test_a_store_url_of_another_kind_is_refused(settings: Settings) -> None:
+    env = command_env(settings)
+    env["LEDGERMAIL_STORE__URL"] = "mysql://root@localhost/db"
+    assert_one_line_error(ledgermail(settings, "domain", "list", env=env), 2, "setting store.url")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from uuid import UUID, uuid4
 
 from domain.application.base import LedgerApplication
@@ -47,6 +46,7 @@ class AccountUseCases(LedgerApplication):
 
         def body() -> str:
             registry = self.load_or_none(MAIL_DOMAINS_ID) or MailDomains()
+            registry.check_new(domain)
             registry.add(domain)
             self.save_with_envelope(registry)
             return domain
@@ -85,7 +85,7 @@ class AccountUseCases(LedgerApplication):
                 index = AddressIndex(index_id=index_id, account_id=account.id)
             else:
                 index.reclaim(account.id)
-            uidvalidity = int(time.time())
+            uidvalidity = account.next_uidvalidity(int(self.ports.clock.now().timestamp()))
             mailboxes = []
             for name, special_use in DEFAULT_MAILBOXES:
                 mailbox = Mailbox(
@@ -95,7 +95,7 @@ class AccountUseCases(LedgerApplication):
                     special_use=special_use,
                     uidvalidity=uidvalidity,
                 )
-                account.attach_mailbox(name, str(mailbox.id))
+                account.attach_mailbox(name, str(mailbox.id), uidvalidity)
                 mailboxes.append(mailbox)
             self.save_with_envelope(account, *mailboxes, index)
             return account.id
@@ -148,6 +148,43 @@ class AccountUseCases(LedgerApplication):
 
         self.retrying(address, lambda: [account_id], body)
 
+    def add_alias(self, address: str, alias: str) -> None:
+        """Another address for the same person: it gets its own index entry, so it is
+        unique across accounts and resolves for delivery and login."""
+        alias = normalize_address(alias)
+        self.check_local_domain(domain_of(alias))
+        account_id = self.account_id_for(address)
+        index_id = self.ports.pseudonyms.address_index_id(alias)
+
+        def body() -> None:
+            account = self.load(account_id, what=address)
+            index = self.load_or_none(index_id)
+            if index is None:
+                index = AddressIndex(index_id=index_id, account_id=account.id)
+            else:
+                index.check_free(alias)
+                index.reclaim(account.id)
+            account.add_alias(alias)
+            self.save_with_envelope(account, index)
+
+        self.retrying(alias, lambda: [account_id, index_id], body)
+
+    def remove_alias(self, address: str, alias: str) -> None:
+        alias = normalize_address(alias)
+        account_id = self.account_id_for(address)
+        index_id = self.ports.pseudonyms.address_index_id(alias)
+
+        def body() -> None:
+            account = self.load(account_id, what=address)
+            if alias not in account.aliases:
+                raise UnknownAddress(alias)
+            index = self.repository.get(index_id)
+            account.remove_alias(alias)
+            index.release()
+            self.save_with_envelope(account, index)
+
+        self.retrying(alias, lambda: [account_id, index_id], body)
+
     def place_legal_hold(self, address: str, reason: str) -> None:
         """A hold blocks erasure (GDPR Art. 17(3)(e)) until released."""
         if not reason.strip():
@@ -156,7 +193,7 @@ class AccountUseCases(LedgerApplication):
 
         def body() -> None:
             account = self.load(account_id, what=address)
-            account.place_legal_hold(reason.strip())
+            account.place_legal_hold(reason.strip(), self.now_iso())
             self.save_with_envelope(account)
 
         self.retrying(address, lambda: [account_id], body)

@@ -80,7 +80,7 @@ class ErasureUseCases(MailUseCases):
                                  subject_pseudonym=pseudonym, reason=reason,
                                  requested_at=self.now_iso())
         if account.legal_hold is not None:
-            request.block(account.legal_hold)
+            request.block(account.legal_hold_since or "unknown")
             self.save_with_envelope(request, subject=pseudonym)
             raise LegalHoldActive(account.legal_hold)
         indexes = self._indexes_of(request)

@@ -7,7 +7,6 @@ reach it (read-your-writes).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -16,6 +15,7 @@ from uuid import UUID, uuid4
 from domain.application.accounts import AccountUseCases
 from domain.model.account import Account
 from domain.model.errors import (
+    InvalidMailboxName,
     MailboxNotFound,
     MailboxProtected,
     MessageNotFound,
@@ -24,7 +24,12 @@ from domain.model.errors import (
 from domain.model.mailbox import Mailbox
 from domain.model.message import AccessLedger, Delivery, MessageCopy, access_ledger_id_for, copy_id_for
 from domain.model.summary import summarize
-from domain.model.values import MAILBOX_DELIMITER, normalize_flags, normalize_mailbox_name
+from domain.model.values import (
+    MAILBOX_DELIMITER,
+    SPECIAL_USE,
+    normalize_flags,
+    normalize_mailbox_name,
+)
 
 #: Default ceiling for one message; the SMTP SIZE limit is configured below it.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -259,23 +264,20 @@ class MailUseCases(AccountUseCases):
     def create_mailbox(self, account_id: UUID, name: str, special_use: str | None = None) -> UUID:
         """RFC 9051 §6.3.4 CREATE (with RFC 6154 §3 USE)."""
         name = normalize_mailbox_name(name)
+        if special_use is not None and special_use not in SPECIAL_USE:
+            raise InvalidMailboxName(name, f"unknown special-use attribute {special_use!r}")
 
         def body() -> UUID:
             account: Account = self.load(account_id, what="the account")
             account.check_mailbox_absent(name)
+            uidvalidity = account.next_uidvalidity(int(self.ports.clock.now().timestamp()))
             mailbox = Mailbox(subject_id=account.subject_id, account_id=account.id, name=name,
-                              special_use=special_use, uidvalidity=self._new_uidvalidity())
-            account.attach_mailbox(name, str(mailbox.id))
+                              special_use=special_use, uidvalidity=uidvalidity)
+            account.attach_mailbox(name, str(mailbox.id), uidvalidity)
             self.save_with_envelope(account, mailbox)
             return mailbox.id
 
         return self.retrying("the account", lambda: [account_id], body)
-
-    @staticmethod
-    def _new_uidvalidity() -> int:
-        # RFC 9051 §2.3.1.1: a recreated name must get a different UIDVALIDITY; time in
-        # seconds plus the low bits of the clock's nanoseconds keeps them apart.
-        return (int(time.time()) & 0x7FFFFFFF) ^ (time.time_ns() & 0xFFF)
 
     def rename_mailbox(self, account_id: UUID, old: str, new: str) -> None:
         """RFC 9051 §6.3.6 RENAME: children move with the parent; INBOX cannot be renamed

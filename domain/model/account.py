@@ -28,7 +28,9 @@ class Account(PersonalAggregate):
         self.quota_bytes = quota_bytes
         self.mailboxes: dict[str, str] = {}
         self.mailbox_ids_ever: list[str] = []
+        self.last_uidvalidity = 0
         self.legal_hold: str | None = None
+        self.legal_hold_since: str | None = None
 
     @property
     def addresses(self) -> list[str]:
@@ -60,10 +62,16 @@ class Account(PersonalAggregate):
         if name in self.mailboxes:
             raise MailboxExists(name)
 
+    def next_uidvalidity(self, now_seconds: int) -> int:
+        """RFC 9051 §2.3.1.1: a name reused for a new mailbox must get a new, higher
+        UIDVALIDITY; the clock gives a good start, the account's counter the order."""
+        return max(now_seconds & 0xFFFFFFFF, self.last_uidvalidity + 1)
+
     @event("MailboxAttached")
-    def attach_mailbox(self, name: str, mailbox_id: str) -> None:
+    def attach_mailbox(self, name: str, mailbox_id: str, uidvalidity: int) -> None:
         self.mailboxes[name] = mailbox_id
         self.mailbox_ids_ever.append(mailbox_id)
+        self.last_uidvalidity = max(self.last_uidvalidity, uidvalidity)
 
     @event("MailboxNamesChanged")
     def change_mailbox_names(self, renames: list[list[str]]) -> None:
@@ -77,12 +85,14 @@ class Account(PersonalAggregate):
         del self.mailboxes[name]
 
     @event("LegalHoldPlaced")
-    def place_legal_hold(self, reason: str) -> None:
+    def place_legal_hold(self, reason: str, placed_at: str) -> None:
         self.legal_hold = reason
+        self.legal_hold_since = placed_at
 
     @event("LegalHoldReleased")
     def release_legal_hold(self) -> None:
         self.legal_hold = None
+        self.legal_hold_since = None
 
 
 class AddressIndex(SystemAggregate):
@@ -131,10 +141,12 @@ class MailDomains(SystemAggregate):
     def __init__(self) -> None:
         self.names: list[str] = []
 
-    @event("DomainAdded")
-    def add(self, name: str) -> None:
+    def check_new(self, name: str) -> None:
         if name in self.names:
             raise DomainExists(name)
+
+    @event("DomainAdded")
+    def add(self, name: str) -> None:
         self.names.append(name)
 
 

@@ -48,8 +48,10 @@ class ErasureRequest(SystemAggregate):
         return "requested"
 
     @event("Blocked")
-    def block(self, legal_hold: str) -> None:
-        self.blocked_by = legal_hold
+    def block(self, hold_placed_at: str) -> None:
+        """The hold's reason stays in the person's own (shreddable) account events; the
+        system-scope request records only that, and since when, a hold applied."""
+        self.blocked_by = hold_placed_at
 
     @event("MarkersWritten")
     def markers_written(self, stream_ids: list[str], blob_ids: list[str], position: int) -> None:
