@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,10 +136,13 @@ def eventsourcing_env(settings: Settings, master_key: bytes) -> dict[str, str]:
 
 
 def runner_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
-    """The projection runners' copy of the application only reads: a small pool."""
-    if not settings.is_postgres:
-        return env
-    return {**env, "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"}
+    """The projection runners' copy of the application only reads (a small pool) and
+    creates no tables: ``build`` did that, under a lock, before they start. (Concurrent
+    CREATE OR REPLACE FUNCTION in PostgreSQL fails with "tuple concurrently updated".)"""
+    runner = {**env, "CREATE_TABLE": "n"}
+    if settings.is_postgres:
+        runner.update({"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "2"})
+    return runner
 
 
 def _view_classes(settings: Settings) -> tuple[type, type]:
@@ -196,7 +202,8 @@ class Container:
         return self.projections.wait_for(self.app.recorder.max_notification_id() or 0, timeout)
 
     def close(self) -> None:
-        self.projections.stop()
+        if not self.projections.stop():
+            return  # runner threads still use the stores: do not close them underneath
         for closer in reversed(self.closers):
             try:
                 closer()
@@ -206,19 +213,32 @@ class Container:
         registry.close_all()
 
 
-def _prepare_postgres(settings: Settings) -> None:
+@contextmanager
+def schema_setup_lock(settings: Settings) -> Iterator[None]:
+    """Check PostgreSQL, create the schemas, and hold a lock while tables are created,
+    so processes starting together do not race on DDL. SQLite needs nothing."""
+    if not settings.is_postgres:
+        yield
+        return
     target = parse_postgres_url(settings.store_url)
     try:
-        with psycopg.connect(target.dsn, autocommit=True, connect_timeout=10) as conn:
-            level = conn.execute("SHOW synchronous_commit").fetchone()[0]
-            if level == "off":
-                raise StartupError("PostgreSQL has synchronous_commit=off: an acknowledged "
-                                   "message could be lost; set it to on")
-            for schema in schemas_for(settings).values():
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn = psycopg.connect(target.dsn, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as error:
         raise StartupError(f"cannot reach PostgreSQL at {target.host}:{target.port}: "
                            f"{str(error).strip().splitlines()[0]}") from None
+    with conn:
+        level = conn.execute("SHOW synchronous_commit").fetchone()[0]
+        if level == "off":
+            raise StartupError("PostgreSQL has synchronous_commit=off: an acknowledged "
+                               "message could be lost; set it to on")
+        key = zlib.crc32(f"ledgermail-ddl:{settings.store.schema_name}".encode())
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            for schema in schemas_for(settings).values():
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def build(settings: Settings, *, run_projections: bool = True) -> Container:
@@ -227,44 +247,34 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     if not settings.is_postgres:
         settings.sqlite_dir.mkdir(parents=True, exist_ok=True)
     master_key = load_or_create_master_key(settings.master_key_path, settings.master_key or None)
-    if settings.is_postgres:
-        _prepare_postgres(settings)
     env = eventsourcing_env(settings, master_key)
-    keystore = registry.keystore_from_env({"KEYSTORE_URL": env["KEYSTORE_URL"],
-                                           "KEYSTORE_SCHEMA": env.get("KEYSTORE_SCHEMA", ""),
-                                           "KEYSTORE_MASTER_KEY": env["KEYSTORE_MASTER_KEY"]})
-    closers: list[Any] = []
-    if settings.is_postgres:
-        from adapters.storage.blobs_postgres import PostgresBlobStore
-
-        blobs: Any = PostgresBlobStore(settings.store_url, schemas_for(settings)["events"])
-        closers.append(blobs.close)
-        lock: Any = PostgresLeaderLock(settings.store_url, settings.store.schema_name)
-    else:
-        from adapters.storage.blobs_files import FileBlobStore
-
-        blobs = FileBlobStore(settings.sqlite_dir.resolve() / "blobs")
-        lock = FileLeaderLock(settings.sqlite_dir.resolve() / "projections.lock")
-    mailbox_view_class, audit_class = _view_classes(settings)
-    host = ProjectionHost(
-        LedgerMail, APP_NAME, runner_env(settings, env),
-        [ProjectionSpec(MailboxViewProjection, mailbox_view_class),
-         ProjectionSpec(AuditTrailProjection, audit_class)],
-        lock,
-    )
-    ports = Ports(
-        blobs=blobs,
-        keys=keystore,
-        pseudonyms=HmacPseudonymizer(master_key),
-        passwords=Argon2PasswordHasher(settings.crypto.password_memory_kib,
-                                       settings.crypto.password_time_cost),
-        read_models=ProjectionReadModels(host),
-        clock=SystemClock(),
-        backup_retention_days=settings.compliance.backup_retention_days,
-        default_quota_bytes=settings.default_quota_bytes,
-    )
-    app = LedgerMail(env=env, ports=ports)
+    with schema_setup_lock(settings):
+        keystore = registry.keystore_from_env({"KEYSTORE_URL": env["KEYSTORE_URL"],
+                                               "KEYSTORE_SCHEMA": env.get("KEYSTORE_SCHEMA", ""),
+                                               "KEYSTORE_MASTER_KEY": env["KEYSTORE_MASTER_KEY"]})
+        blobs, lock = _blob_store_and_lock(settings)
+        mailbox_view_class, audit_class = _view_classes(settings)
+        host = ProjectionHost(
+            LedgerMail, APP_NAME, runner_env(settings, env),
+            [ProjectionSpec(MailboxViewProjection, mailbox_view_class),
+             ProjectionSpec(AuditTrailProjection, audit_class)],
+            lock,
+            view_env={**env, "CREATE_TABLE": "y"},
+        )
+        ports = Ports(
+            blobs=blobs,
+            keys=keystore,
+            pseudonyms=HmacPseudonymizer(master_key),
+            passwords=Argon2PasswordHasher(settings.crypto.password_memory_kib,
+                                           settings.crypto.password_time_cost),
+            read_models=ProjectionReadModels(host),
+            clock=SystemClock(),
+            backup_retention_days=settings.compliance.backup_retention_days,
+            default_quota_bytes=settings.default_quota_bytes,
+        )
+        app = LedgerMail(env=env, ports=ports)
     app.max_message_bytes = settings.max_message_bytes
+    closers = [blobs.close] if hasattr(blobs, "close") else []
     container = Container(settings, app, host, keystore, blobs, env, closers)
     try:
         check_durability(app)
@@ -275,6 +285,18 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     if run_projections:
         host.start()
     return container
+
+
+def _blob_store_and_lock(settings: Settings) -> tuple[Any, Any]:
+    if settings.is_postgres:
+        from adapters.storage.blobs_postgres import PostgresBlobStore
+
+        return (PostgresBlobStore(settings.store_url, schemas_for(settings)["events"]),
+                PostgresLeaderLock(settings.store_url, settings.store.schema_name))
+    from adapters.storage.blobs_files import FileBlobStore
+
+    root = settings.sqlite_dir.resolve()
+    return FileBlobStore(root / "blobs"), FileLeaderLock(root / "projections.lock")
 
 
 _current: Container | None = None

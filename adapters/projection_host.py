@@ -32,7 +32,8 @@ class ProjectionSpec:
 
 class ProjectionHost:
     def __init__(self, application_class: type, app_name: str, env: dict[str, str],
-                 specs: list[ProjectionSpec], leader_lock: Any) -> None:
+                 specs: list[ProjectionSpec], leader_lock: Any,
+                 view_env: dict[str, str] | None = None) -> None:
         self._application_class = application_class
         self._app_name = app_name
         self._env = env
@@ -42,11 +43,13 @@ class ProjectionHost:
         self._thread: threading.Thread | None = None
         self._leading = threading.Event()
         #: Views for queries in this process (the runners have their own instances).
-        self.views: dict[str, Any] = {spec.name: self._construct_view(spec) for spec in specs}
+        self.views: dict[str, Any] = {spec.name: self._construct_view(spec, view_env or env)
+                                      for spec in specs}
         self.last_error: str | None = None
 
-    def _construct_view(self, spec: ProjectionSpec) -> Any:
-        environment = Environment(spec.name, self._env)
+    @staticmethod
+    def _construct_view(spec: ProjectionSpec, env: dict[str, str]) -> Any:
+        environment = Environment(spec.name, env)
         return InfrastructureFactory.construct(environment).tracking_recorder(spec.view_class)
 
     @property
@@ -57,15 +60,21 @@ class ProjectionHost:
         self._thread = threading.Thread(target=self._supervise, name="projections", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop the runners; False if they did not stop in time (then shared resources
+        such as the key store must be left open rather than closed under them)."""
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=120)
+            if self._thread.is_alive():
+                log.error("projection runners did not stop within 120 s")
+                return False
         self._lock.release()
         for view in self.views.values():
             closer = getattr(getattr(view, "datastore", None), "close", None)
             if closer:
                 closer()
+        return True
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresDatastore
 
 from adapters.bootstrap import Container, build
 from adapters.config import Settings
@@ -211,10 +213,57 @@ def test_a_conflicting_writer_in_a_group_commit_fails_alone(store: Container) ->
     assert store.app.recorder.select_events(fresh.originator_id) == []
 
 
-@pytest.mark.parametrize("writers", [2, 8])
-def test_group_commit_serves_writers_arriving_one_at_a_time(store: Container, writers: int) -> None:
+def test_group_commit_serves_writers_arriving_unbatched(store: Container) -> None:
+    writers = 8
     batches = [sealed_events(store, 1) for _ in range(writers)]
     outcomes = run_together(writers, lambda i: store.app.recorder.insert_events(batches[i]))
     for ids, events in zip(outcomes, batches, strict=True):
         assert_ids_name_these_events(store, ids, events)
     assert len({i for ids in outcomes for i in ids}) == writers
+
+
+# -- subscriptions ---------------------------------------------------------------------
+
+
+def test_a_subscription_sees_events_committed_while_it_starts_listening(
+    store: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The projections subscribe, pull what is there, then LISTEN on another thread; an
+    event committed in between must still reach them (it once stalled the views until
+    the next write). On PostgreSQL the window is held open on purpose."""
+    gate = threading.Event()
+    original = PostgresDatastore.get_connection
+
+    @contextmanager
+    def slow_to_listen(self: PostgresDatastore) -> Iterator[Any]:
+        if "_listen" in threading.current_thread().name:
+            gate.wait(10)
+        with original(self) as conn:
+            yield conn
+
+    monkeypatch.setattr(PostgresDatastore, "get_connection", slow_to_listen)
+    recorder = store.app.recorder
+    start = recorder.max_notification_id() or 0
+    seen: list[int] = []
+
+    with recorder.subscribe(gt=start) as subscription:
+        time.sleep(0.2)  # the first pull has found nothing new
+        store.app.add_domain("late.test")
+        position = recorder.max_notification_id()
+        gate.set()  # only now does LISTEN start
+
+        def read() -> None:
+            for notification in subscription:
+                seen.append(notification.id)
+                if notification.id >= position:
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=5)
+        stalled = reader.is_alive()
+        subscription.stop()
+
+    assert not stalled, "the subscription missed events committed before LISTEN"
+    assert seen == list(range(start + 1, position + 1))
+

@@ -116,4 +116,5 @@ class PostgresKeyStore(SubjectKeyStore):
         return [bytes(r[0]) for r in rows]
 
     def close(self) -> None:
-        self._conn.close()
+        with self._conn_lock:
+            self._conn.close()

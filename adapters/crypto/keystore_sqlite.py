@@ -135,4 +135,5 @@ class SQLiteKeyStore(SubjectKeyStore):
         )]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
