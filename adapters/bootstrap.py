@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 APP_NAME = LedgerMail.name
 EVENTS_DB = "events.sqlite"
 KEYS_DB = "keys.sqlite"
-VIEW_DBS = {MailboxViewProjection.name: "mailbox_view.sqlite", AuditTrailProjection.name: "audit_trail.sqlite"}
+VIEW_DBS = {
+    MailboxViewProjection.name: "mailbox_view.sqlite",
+    AuditTrailProjection.name: "audit_trail.sqlite",
+}
 
 
 class StartupError(Exception):

@@ -127,7 +127,9 @@ class Settings(BaseSettings):
 
     @property
     def master_key_path(self) -> Path:
-        return Path(self.crypto.master_key_file) if self.crypto.master_key_file else self.data_dir / "master.key"
+        if self.crypto.master_key_file:
+            return Path(self.crypto.master_key_file)
+        return self.data_dir / "master.key"
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +157,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         from_env = Settings()
         env_values = from_env.model_dump(exclude_unset=True, by_alias=True)
-        merged = _merge(_merge(file_values, env_values), {k: v for k, v in overrides.items() if v is not None})
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        merged = _merge(_merge(file_values, env_values), explicit)
         return Settings(**merged)
     except ValidationError as error:
         first = error.errors()[0]

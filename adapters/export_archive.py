@@ -70,7 +70,8 @@ def write_archive(out: Path, export: SubjectExport, history: list[AuditRow]) -> 
     index = []
     messages = 0
     with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.txt", README.format(generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
+        generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        archive.writestr("README.txt", README.format(generated=generated))
         archive.writestr("account.json", json.dumps(export.account, indent=2, sort_keys=True))
         for mailbox in export.mailboxes:
             file_name = safe_file_name(mailbox.name, used)

@@ -49,7 +49,8 @@ def everything_containing(settings: Settings, needle: bytes) -> list[str]:
 def stored_event_states(settings: Settings) -> list[bytes]:
     if settings.is_postgres:
         with psycopg.connect(PG_DSN) as conn:
-            rows = conn.execute(f'SELECT state FROM "{settings.store.schema_name}".ledgermail_events').fetchall()
+            table = f'"{settings.store.schema_name}".ledgermail_events'
+            rows = conn.execute(f"SELECT state FROM {table}").fetchall()
         return [bytes(r[0]) for r in rows]
     with sqlite3.connect(settings.data_dir / "events.sqlite") as conn:
         return [r[0] for r in conn.execute("SELECT state FROM stored_events")]
@@ -58,7 +59,8 @@ def stored_event_states(settings: Settings) -> list[bytes]:
 def key_store_rows(settings: Settings) -> list[bytes]:
     if settings.is_postgres:
         with psycopg.connect(PG_DSN) as conn:
-            rows = conn.execute(f'SELECT t::text FROM "{settings.store.schema_name}_keys".subject_keys t').fetchall()
+            table = f'"{settings.store.schema_name}_keys".subject_keys'
+            rows = conn.execute(f"SELECT t::text FROM {table} t").fetchall()
         return [r[0].encode() for r in rows]
     with sqlite3.connect(settings.data_dir / "keys.sqlite") as conn:
         return [repr(r).encode() for r in conn.execute("SELECT * FROM subject_keys")]

@@ -218,7 +218,8 @@ def test_serve_refuses_to_start_on_a_tampered_event_log(settings: Settings, back
 
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             table = f'"{settings.store.schema_name}".ledgermail_events'
-            conn.execute(statement.format(t=table, expr="overlay(state placing '\\x00'::bytea from 20 for 1)"))
+            expr = "overlay(state placing '\\x00'::bytea from 20 for 1)"
+            conn.execute(statement.format(t=table, expr=expr))
     else:
         with sqlite3.connect(settings.data_dir / "events.sqlite") as conn:
             conn.execute(statement.format(
@@ -241,12 +242,15 @@ def test_a_wrong_master_key_stops_every_command(settings: Settings) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("tampering", [
-    ("audit_trail.sqlite", "DELETE FROM audit_entries WHERE position = (SELECT max(position) FROM audit_entries)",
+    ("audit_trail.sqlite",
+     "DELETE FROM audit_entries WHERE position = (SELECT max(position) FROM audit_entries)",
      "last row"),
     ("events.sqlite", "DELETE FROM stored_events WHERE rowid = 5", "has no event"),
     ("audit_trail.sqlite", "UPDATE audit_entries SET purpose = 'marketing' WHERE position = 4", "position 4"),
 ])
-def test_audit_verify_detects_removed_rows_and_removed_events(settings: Settings, tampering: tuple[str, str, str]) -> None:
+def test_audit_verify_detects_removed_rows_and_removed_events(
+    settings: Settings, tampering: tuple[str, str, str]
+) -> None:
     ledgermail(settings, "domain", "add", "example.test")
     ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin", stdin=b"a long secret\n")
     assert ledgermail(settings, "audit", "--verify").returncode == 0

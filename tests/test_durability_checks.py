@@ -31,7 +31,9 @@ def test_sqlite_below_synchronous_full_is_refused(tmp_path: Path) -> None:
         durable.close()
 
 
-def test_postgresql_with_synchronous_commit_off_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgresql_with_synchronous_commit_off_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings: Settings = make_settings(tmp_path / "data", "postgres",
                                        master_key=base64.b64encode(os.urandom(32)).decode())
     monkeypatch.setenv("PGOPTIONS", "-c synchronous_commit=off")

@@ -53,7 +53,8 @@ def test_right_after_delivery_no_event_key_row_or_blob_holds_the_canary(store: C
     assert len(blobs) == 1
     assert needle not in blobs[0]
     # The envelope cache is plaintext by design until erasure: it is there now.
-    assert store.mailbox_view.messages(inbox_of(store, address).mailbox_id)[0].summary["subject"] == f"report {token}"
+    summary = store.mailbox_view.messages(inbox_of(store, address).mailbox_id)[0].summary
+    assert summary["subject"] == f"report {token}"
 
 
 def test_after_erasure_the_canary_is_nowhere_in_the_store(store: Container) -> None:

@@ -63,7 +63,8 @@ class SubjectCipher(Cipher):
         env_nonce, body_nonce = os.urandom(_NONCE), os.urandom(_NONCE)
         sealed_envelope = env_nonce + self.system.encrypt(env_nonce, envelope, _aad(stored, b"envelope"))
         sealed_body = body_nonce + AESGCM(key).encrypt(body_nonce, body, _aad(stored, b"body"))
-        return SUBJECT_FORMAT + key_id + struct.pack(">I", len(sealed_envelope)) + sealed_envelope + sealed_body
+        length = struct.pack(">I", len(sealed_envelope))
+        return SUBJECT_FORMAT + key_id + length + sealed_envelope + sealed_body
 
     def open_system(self, stored: StoredEvent) -> bytes:
         blob = stored.state[2:]

@@ -39,7 +39,8 @@ class PostgresBlobStore:
 
     def exists(self, blob_id: str) -> bool:
         with self._pool.connection() as conn:
-            return conn.execute(f"SELECT 1 FROM {self._table} WHERE blob_id=%s", (blob_id,)).fetchone() is not None
+            row = conn.execute(f"SELECT 1 FROM {self._table} WHERE blob_id=%s", (blob_id,)).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self._pool.close()

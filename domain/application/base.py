@@ -7,7 +7,7 @@ import base64
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -162,10 +162,8 @@ class LedgerApplication(Application[UUID]):
         # LRUCache.clear() leaves entries behind in eventsourcing 9.5.6; evict per id.
         cache = self.repository.cache
         if cache is not None:
-            try:
+            with suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
-            except KeyError:
-                pass
 
     def last_version(self, stream_id: UUID) -> int | None:
         """The stream's current version, read from the log without decrypting."""

@@ -23,7 +23,8 @@ class Actor:
     purpose: str = "service"
 
 
-_current: ContextVar[Actor] = ContextVar("ledgermail_actor", default=Actor())
+# Actor is a frozen dataclass: a shared default is safe.
+_current: ContextVar[Actor] = ContextVar("ledgermail_actor", default=Actor())  # noqa: B039
 
 
 def current_actor() -> Actor:
