@@ -331,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.accounts < 10:
         parser.error("--accounts must be at least 10 (10-recipient deliveries)")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if "postgres" in backends:
+        try:
+            psycopg.connect(PG_DSN, connect_timeout=3).close()
+        except psycopg.OperationalError as error:
+            parser.error(f"PostgreSQL at {PG_DSN} is unreachable "
+                         f"({str(error).strip().splitlines()[0]}); "
+                         "set LEDGERMAIL_TEST_PG or use --backend sqlite")
     rows: list[Row] = []
     for backend in backends:
         rows += bench_backend(backend, args)
