@@ -1,8 +1,12 @@
-"""Runs the projections (supervised) and answers "have the views caught up?".
+"""Runs the projections and answers "have the views caught up?".
 
-eventsourcing's ``ProjectionRunner`` stops at the first error (a lost PostgreSQL
-LISTEN connection, a locked database); the supervisor restarts it with back-off, and
-processing resumes from the view's tracking position, so nothing is applied twice.
+Each projection has a runner thread that reads the log in order from its view's
+tracking position and applies up to ``BATCH`` events per view transaction (one commit,
+one tracking row): erasing a person with 10,000 messages writes 10,000 markers, and a
+transaction per marker would dominate the erasure. Runners wake at once when this
+process commits events and poll for other processes' writes. A runner that fails is
+restarted with back-off by its supervisor, resuming from the tracking position, so no
+event is applied twice. Only the process holding the leader lock runs them.
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory, TrackingRecorder
-from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
+from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
+from adapters.storage import wakeups
+
 log = logging.getLogger(__name__)
+
+#: Events per view transaction.
+BATCH = 500
+#: How often runners look for other processes' writes.
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,48 @@ class ProjectionSpec:
         return self.projection_class.name
 
 
+class BatchRunner:
+    """Applies the log to one projection, in batches, until stopped."""
+
+    def __init__(self, app: Any, spec: ProjectionSpec, env: dict[str, str]) -> None:
+        self.app = app
+        self.view = _construct_view(spec, env)
+        self.projection = spec.projection_class(view=self.view)
+
+    def run(self, stopping: threading.Event) -> None:
+        recorder, mapper, name = self.app.recorder, self.app.mapper, self.app.name
+        wake = wakeups.register(recorder.store_key)
+        try:
+            position = self.view.max_tracking_id(name) or 0
+            while not stopping.is_set():
+                wake.clear()
+                notifications = recorder.select_notifications(start=position + 1, limit=BATCH)
+                if not notifications:
+                    wake.wait(POLL_SECONDS)
+                    continue
+                with self.view.batch():
+                    for notification in notifications:
+                        event = mapper.to_domain_event(notification)
+                        self.projection.process_event(event, Tracking(name, notification.id))
+                position = notifications[-1].id
+        finally:
+            wakeups.unregister(recorder.store_key, wake)
+
+    def close(self) -> None:
+        _close_view(self.view)
+
+
+def _construct_view(spec: ProjectionSpec, env: dict[str, str]) -> Any:
+    environment = Environment(spec.name, env)
+    return InfrastructureFactory.construct(environment).tracking_recorder(spec.view_class)
+
+
+def _close_view(view: Any) -> None:
+    closer = getattr(getattr(view, "datastore", None), "close", None)
+    if closer:
+        closer()
+
+
 class ProjectionHost:
     def __init__(self, application_class: type, app_name: str, env: dict[str, str],
                  specs: list[ProjectionSpec], leader_lock: Any,
@@ -40,81 +93,71 @@ class ProjectionHost:
         self._specs = specs
         self._lock = leader_lock
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._leading = threading.Event()
-        #: Views for queries in this process (the runners have their own instances).
-        self.views: dict[str, Any] = {spec.name: self._construct_view(spec, view_env or env)
+        #: Views for queries and waits in this process (runners write through their own).
+        self.views: dict[str, Any] = {spec.name: _construct_view(spec, view_env or env)
                                       for spec in specs}
         self.last_error: str | None = None
-
-    @staticmethod
-    def _construct_view(spec: ProjectionSpec, env: dict[str, str]) -> Any:
-        environment = Environment(spec.name, env)
-        return InfrastructureFactory.construct(environment).tracking_recorder(spec.view_class)
 
     @property
     def is_leading(self) -> bool:
         return self._leading.is_set()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._supervise, name="projections", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._lead, name="projections-leader", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _lead(self) -> None:
+        while not self._stopping.is_set():
+            if self._lock.try_acquire():
+                break
+            self._stopping.wait(0.5)  # another process runs them: stand by
+        else:
+            return
+        self._leading.set()
+        supervisors = [threading.Thread(target=self._supervise, args=(spec,),
+                                        name=f"projection-{spec.name}", daemon=True)
+                       for spec in self._specs]
+        for thread in supervisors:
+            thread.start()
+        for thread in supervisors:
+            thread.join()
+        self._leading.clear()
+
+    def _supervise(self, spec: ProjectionSpec) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            runner = None
+            try:
+                runner = BatchRunner(self._application_class(self._env), spec, self._env)
+                self.last_error = None
+                runner.run(self._stopping)
+            except Exception as error:  # noqa: BLE001 - supervise everything
+                self.last_error = f"{spec.name}: {type(error).__name__}: {error}"
+                log.error("projection %s stopped: %s; restarting in %.1fs", spec.name,
+                          self.last_error, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if runner is not None:
+                    runner.close()
+                    runner.app.close()
 
     def stop(self) -> bool:
         """Stop the runners; False if they did not stop in time (then shared resources
         such as the key store must be left open rather than closed under them)."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=120)
-            if self._thread.is_alive():
+        for thread in self._threads:
+            thread.join(timeout=120)
+            if thread.is_alive():
                 log.error("projection runners did not stop within 120 s")
                 return False
         self._lock.release()
         for view in self.views.values():
-            closer = getattr(getattr(view, "datastore", None), "close", None)
-            if closer:
-                closer()
+            _close_view(view)
         return True
-
-    def _supervise(self) -> None:
-        while not self._stopping.is_set():
-            if not self._lock.try_acquire():
-                self._stopping.wait(0.5)  # another process runs them: stand by
-                continue
-            self._leading.set()
-            backoff = 0.1
-            while not self._stopping.is_set():
-                try:
-                    self._run_all()
-                    backoff = 0.1
-                except Exception as error:  # noqa: BLE001 - supervise everything
-                    self.last_error = f"{type(error).__name__}: {error}"
-                    log.error("projection runner stopped: %s; restarting in %.1fs",
-                              self.last_error, backoff)
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
-            self._leading.clear()
-
-    def _run_all(self) -> None:
-        runners = [
-            ProjectionRunner(application_class=self._application_class,
-                             projection_class=spec.projection_class,
-                             view_class=spec.view_class, env=self._env)
-            for spec in self._specs
-        ]
-        try:
-            for runner in runners:
-                runner.__enter__()
-            self.last_error = None
-            while not self._stopping.is_set():
-                for runner in runners:
-                    runner.run_forever(timeout=0.05)
-        finally:
-            for runner in runners:
-                try:
-                    runner.__exit__(None, None, None)
-                except Exception as error:  # noqa: BLE001
-                    log.debug("runner exit: %s", error)
 
     def positions(self) -> dict[str, int]:
         return {name: view.max_tracking_id(self._app_name) or 0 for name, view in self.views.items()}

@@ -218,12 +218,13 @@ def test_serve_refuses_to_start_on_a_tampered_event_log(settings: Settings, back
 
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             table = f'"{settings.store.schema_name}".ledgermail_events'
-            expr = "overlay(state placing '\\x00'::bytea from 20 for 1)"
+            expr = "set_byte(state, 19, 255 - get_byte(state, 19))"  # always a change
             conn.execute(statement.format(t=table, expr=expr))
     else:
         with sqlite3.connect(settings.data_dir / "events.sqlite") as conn:
             conn.execute(statement.format(
-                t="stored_events", expr="CAST(substr(state, 1, 19) || x'00' || substr(state, 21) AS BLOB)"))
+                t="stored_events", expr="CAST(substr(state, 1, 19) || CASE WHEN substr(state, 20, 1) "
+                "= x'00' THEN x'01' ELSE x'00' END || substr(state, 21) AS BLOB)"))
     server = start_server(settings, free_port())
     out, err = server.communicate(timeout=60)
     assert server.returncode == 1

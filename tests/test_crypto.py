@@ -76,10 +76,12 @@ def test_a_changed_event_row_fails_authentication(settings: Settings, backend: s
     populate(settings)
     table = EVENTS_TABLE[backend]
     if backend == "postgres":
-        sql = (f"UPDATE {table} SET state = overlay(state placing '\\xff'::bytea from 40 for 1) "
+        # Flip every bit of byte 40 (set_byte/get_byte are 0-based), so it always changes.
+        sql = (f"UPDATE {table} SET state = set_byte(state, 39, 255 - get_byte(state, 39)) "
                f"WHERE originator_version = 1 AND topic LIKE '%Account.Created'")
     else:
-        sql = (f"UPDATE {table} SET state = CAST(substr(state, 1, 39) || x'ff' || substr(state, 41) AS BLOB) "
+        sql = (f"UPDATE {table} SET state = CAST(substr(state, 1, 39) || CASE WHEN substr(state, 40, 1) "
+               f"= x'ff' THEN x'00' ELSE x'ff' END || substr(state, 41) AS BLOB) "
                f"WHERE originator_version = 1 AND topic LIKE '%Account.Created'")
     assert execute(settings, "events.sqlite", sql) == 1
     container = build(settings, run_projections=False)

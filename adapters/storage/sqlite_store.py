@@ -1,17 +1,14 @@
-"""The embedded SQLite event store: durable pragmas, subscriptions, group commit.
+"""The embedded SQLite event store: durable pragmas, group commit, wake-ups.
 
 Selected with ``PERSISTENCE_MODULE=adapters.storage.sqlite_store:LedgerSQLiteFactory``.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ListenNotifySubscription, StoredEvent, Subscription
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -20,6 +17,7 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 
+from adapters.storage import wakeups
 from adapters.storage.group_commit import GroupCommitMixin
 
 SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
@@ -73,47 +71,15 @@ class LedgerSQLiteFactory(SQLiteFactory):
         old.close()
 
 
-# -- subscriptions ----------------------------------------------------------------------
+class LedgerSQLiteRecorder(GroupCommitMixin, SQLiteApplicationRecorder):
+    """The application recorder ledgermail uses on SQLite: group commit, and a wake-up
+    for this process's projection runners after each commit (SQLite has no NOTIFY)."""
 
-_LOCAL_SUBSCRIPTIONS: dict[str, weakref.WeakSet[PollingSubscription]] = {}
-_LOCAL_LOCK = threading.Lock()
-
-
-class PollingSubscription(ListenNotifySubscription[SQLiteApplicationRecorder]):
-    """SQLite has no LISTEN/NOTIFY: poll on a timer for other processes' writes, and get
-    poked at once by writers in this process."""
-
-    poll_interval = 0.05
-
-    def __init__(self, recorder: SQLiteApplicationRecorder, gt: int | None = None,
-                 topics: Sequence[str] = ()) -> None:
-        super().__init__(recorder=recorder, gt=gt, topics=topics)
-        with _LOCAL_LOCK:
-            _LOCAL_SUBSCRIPTIONS.setdefault(recorder.datastore.pool.db_name, weakref.WeakSet()).add(self)
-        self._ticker = threading.Thread(target=self._tick, name="sqlite-poll", daemon=True)
-        self._ticker.start()
-
-    def _tick(self) -> None:
-        while not self._has_been_stopped:
-            self._has_been_notified.set()
-            time.sleep(self.poll_interval)
-
-    def poke(self) -> None:
-        self._has_been_notified.set()
-
-
-class PollingSQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[Any]:
-        return PollingSubscription(self, gt=gt, topics=topics)
+    @property
+    def store_key(self) -> str:
+        return f"sqlite:{self.datastore.pool.db_name}"
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         ids = super().insert_events(stored_events, **kwargs)
-        with _LOCAL_LOCK:
-            subscriptions = list(_LOCAL_SUBSCRIPTIONS.get(self.datastore.pool.db_name, ()))
-        for subscription in subscriptions:
-            subscription.poke()
+        wakeups.notify(self.store_key)
         return ids
-
-
-class LedgerSQLiteRecorder(GroupCommitMixin, PollingSQLiteApplicationRecorder):
-    """The application recorder ledgermail uses on SQLite."""

@@ -26,11 +26,17 @@ def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
 
 
 class SqlViewBase:
-    """Helpers over an eventsourcing tracking recorder's ``datastore``."""
+    """Helpers over an eventsourcing tracking recorder's ``datastore``.
+
+    Writes normally run in their own transaction with their tracking row. Inside
+    ``batch()`` (used by the projection runner) they share one transaction and only the
+    last tracking row is written: the batch is applied exactly once, or not at all.
+    """
 
     datastore: Any
     placeholder = "%s"
     table_prefix = ""
+    _batch = threading.local()
 
     def sql(self, statement: str) -> str:
         statement = statement.replace("{p}", self.table_prefix)
@@ -38,8 +44,30 @@ class SqlViewBase:
 
     @contextmanager
     def write(self) -> Iterator[Any]:
+        cursor = getattr(self._batch, "cursor", None)
+        if cursor is not None:
+            yield cursor
+            return
         with self.datastore.transaction(commit=True) as cursor:
             yield cursor
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Apply several events in one transaction (the runner's unit of work)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            self._batch.cursor, self._batch.tracking = cursor, None
+            try:
+                yield
+                if self._batch.tracking is not None:
+                    self._insert_tracking(cursor, self._batch.tracking)  # type: ignore[attr-defined]
+            finally:
+                self._batch.cursor = self._batch.tracking = None
+
+    def record_position(self, cursor: Any, tracking: Tracking) -> None:
+        if getattr(self._batch, "cursor", None) is cursor:
+            self._batch.tracking = tracking  # written once, at the end of the batch
+        else:
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
 
     @contextmanager
     def read(self) -> Iterator[Any]:
@@ -60,14 +88,18 @@ class SqlViewBase:
 
     def wait(self, application_name: str, notification_id: int | None, timeout: float = 1.0,
              interrupt: threading.Event | None = None) -> None:
-        """Poll every 2 ms (the library starts at 100 ms), for read-your-writes."""
+        """Poll from 1 ms, backing off to 20 ms (the library starts at 100 ms): a
+        read-your-writes wait returns in milliseconds without flooding the database
+        during a long catch-up."""
         deadline = time.monotonic() + timeout
+        pause = 0.001
         while not self.has_tracking_id(application_name, notification_id):  # type: ignore[attr-defined]
             if interrupt is not None:
-                if interrupt.wait(0.002):
+                if interrupt.wait(pause):
                     raise WaitInterruptedError
             else:
-                time.sleep(0.002)
+                time.sleep(pause)
+            pause = min(pause * 1.5, 0.02)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"view not at position {notification_id} after {timeout}s")
 
@@ -105,7 +137,7 @@ class SqlMailboxView(SqlViewBase):
         with self.write() as cursor:
             for statement, params in statements:
                 self.run(cursor, statement, params)
-            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+            self.record_position(cursor, tracking)
 
     def track(self, tracking: Tracking) -> None:
         self._apply(tracking)
@@ -184,19 +216,21 @@ class SqlMailboxView(SqlViewBase):
                      "WHERE copy_id=%s ON CONFLICT DO NOTHING", (modseq, str(copy_id))),
                     ("DELETE FROM {p}mv_messages WHERE copy_id=%s", (str(copy_id),)))
 
-    def purge_stream(self, stream_id: UUID, tracking: Tracking) -> None:
+    def purge_stream(self, stream_id: UUID, kind: str, tracking: Tracking) -> None:
         sid = str(stream_id)
         owned = "SELECT mailbox_id FROM {p}mv_mailboxes WHERE account_id=%s"
-        self._apply(
-            tracking,
+        account = [
             (f"DELETE FROM {{p}}mv_messages WHERE mailbox_id IN ({owned})", (sid,)),
             (f"DELETE FROM {{p}}mv_vanished WHERE mailbox_id IN ({owned})", (sid,)),
             ("DELETE FROM {p}mv_mailboxes WHERE account_id=%s", (sid,)),
             ("DELETE FROM {p}mv_aliases WHERE account_id=%s", (sid,)),
             ("DELETE FROM {p}mv_accounts WHERE account_id=%s", (sid,)),
-            *self._purge_mailbox(sid),
-            ("DELETE FROM {p}mv_messages WHERE copy_id=%s", (sid,)),
-        )
+        ]
+        copy = [("DELETE FROM {p}mv_messages WHERE copy_id=%s", (sid,))]
+        by_kind = {"Account": account, "Mailbox": self._purge_mailbox(sid), "MessageCopy": copy}
+        # An unknown kind purges every way the id could appear.
+        statements = by_kind.get(kind, account + self._purge_mailbox(sid) + copy)
+        self._apply(tracking, *statements)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -283,7 +317,7 @@ class SqlAuditTrail(SqlViewBase):
                      (entry.position, entry.at, entry.event_type, entry.stream_id, entry.subject,
                       entry.actor, entry.protocol, entry.session, entry.purpose, prev,
                       chain_hash(prev, entry)))
-            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+            self.record_position(cursor, tracking)
 
     def rows(self, subject: str | None = None) -> list[AuditRow]:
         statement = "SELECT * FROM {p}audit_entries"

@@ -37,6 +37,9 @@ class Erased(SystemScoped, Aggregate.Event):
     """
 
     erasure_ref: str
+    #: The aggregate class of the stream (Account, Mailbox, MessageCopy, ...), so
+    #: projections drop just what that kind of stream produced.
+    stream_kind: str = ""
 
     def apply(self, aggregate: Any) -> None:
         aggregate.erased = True

@@ -79,10 +79,10 @@ class MailboxViewProjection(Projection[MailboxViewInterface]):
 
     @process_event.register
     def _(self, e: Erased, t: Tracking) -> None:
-        self.view.purge_stream(e.originator_id, t)
+        self.view.purge_stream(e.originator_id, e.stream_kind, t)
 
     @process_event.register
     def _(self, e: ShreddedEvent, t: Tracking) -> None:
         # Rebuilding after an erasure: nothing of the stream is readable, and nothing
         # derived from it may linger.
-        self.view.purge_stream(e.originator_id, t)
+        self.view.purge_stream(e.originator_id, e.event_type.partition(".")[0], t)

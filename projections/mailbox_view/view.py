@@ -98,8 +98,9 @@ class MailboxViewInterface(TrackingRecorder, ABC):
     def expunge(self, copy_id: UUID, modseq: int, tracking: Tracking) -> None: ...
 
     @abstractmethod
-    def purge_stream(self, stream_id: UUID, tracking: Tracking) -> None:
-        """Delete every row derived from the stream (an erasure marker arrived)."""
+    def purge_stream(self, stream_id: UUID, kind: str, tracking: Tracking) -> None:
+        """Delete every row derived from the stream (an erasure marker arrived).
+        ``kind`` is the aggregate class name (Account, Mailbox, MessageCopy) or ""."""
 
     # -- read by adapters ----------------------------------------------------------------
 

@@ -1,0 +1,28 @@
+"""In-process wake-ups: a writer that commits events wakes the projection runners of
+the same store at once; runners also poll, for writes from other processes."""
+
+from __future__ import annotations
+
+import threading
+
+_LOCK = threading.Lock()
+_WAITERS: dict[str, set[threading.Event]] = {}
+
+
+def register(store_key: str) -> threading.Event:
+    event = threading.Event()
+    with _LOCK:
+        _WAITERS.setdefault(store_key, set()).add(event)
+    return event
+
+
+def unregister(store_key: str, event: threading.Event) -> None:
+    with _LOCK:
+        _WAITERS.get(store_key, set()).discard(event)
+
+
+def notify(store_key: str) -> None:
+    with _LOCK:
+        waiters = list(_WAITERS.get(store_key, ()))
+    for event in waiters:
+        event.set()
