@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 APP_NAME = LedgerMail.name
 EVENTS_DB = "events.sqlite"
 KEYS_DB = "keys.sqlite"
+BLOBS_DB = "blobs.sqlite"
 VIEW_DBS = {
     MailboxViewProjection.name: "mailbox_view.sqlite",
     AuditTrailProjection.name: "audit_trail.sqlite",
@@ -296,10 +297,10 @@ def _blob_store_and_lock(settings: Settings) -> tuple[Any, Any]:
 
         return (PostgresBlobStore(settings.store_url, schemas_for(settings)["events"]),
                 PostgresLeaderLock(settings.store_url, settings.store.schema_name))
-    from adapters.storage.blobs_files import FileBlobStore
+    from adapters.storage.blobs_sqlite import SQLiteBlobStore
 
     root = settings.sqlite_dir.resolve()
-    return FileBlobStore(root / "blobs"), FileLeaderLock(root / "projections.lock")
+    return SQLiteBlobStore(root / BLOBS_DB), FileLeaderLock(root / "projections.lock")
 
 
 _current: Container | None = None

@@ -7,7 +7,7 @@ hands them to the application. Fakes for tests implement the same protocols.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
 
 
@@ -30,7 +30,25 @@ class BlobStore(Protocol):
 
     def delete(self, blob_id: str) -> bool: ...
 
+    def delete_many(self, blob_ids: list[str]) -> list[str]:
+        """Delete these bodies; return the ids that existed."""
+        ...
+
     def exists(self, blob_id: str) -> bool: ...
+
+
+@runtime_checkable
+class StreamScanner(Protocol):
+    """Bulk reads of the event log by stream, for work on thousands of streams at once
+    (erasure). Implemented by ledgermail's event recorders."""
+
+    def last_versions(self, stream_ids: list[UUID]) -> dict[UUID, int]:
+        """The current version of each existing stream."""
+        ...
+
+    def first_events(self, stream_ids: list[UUID]) -> list[Any]:
+        """The stored first event (version 1) of each existing stream."""
+        ...
 
 
 class KeyStore(Protocol):

@@ -71,4 +71,5 @@ def blob_contents(settings: Settings) -> list[bytes]:
         with psycopg.connect(PG_DSN) as conn:
             rows = conn.execute(f'SELECT sealed FROM "{settings.store.schema_name}".blobs').fetchall()
         return [bytes(r[0]) for r in rows]
-    return [p.read_bytes() for p in (settings.data_dir / "blobs").rglob("*") if p.is_file()]
+    with sqlite3.connect(settings.data_dir / "blobs.sqlite") as conn:
+        return [r[0] for r in conn.execute("SELECT sealed FROM blobs")]

@@ -3,6 +3,7 @@ expunge, mailbox management and recorded reads, checked against the mailbox view
 
 from __future__ import annotations
 
+import sqlite3
 from uuid import UUID
 
 import psycopg
@@ -32,8 +33,8 @@ def blob_count(store: Container) -> int:
         schema = schemas_for(store.settings)["events"]
         with psycopg.connect(store.settings.store_url) as conn:
             return conn.execute(f'SELECT count(*) FROM "{schema}".blobs').fetchone()[0]
-    root = store.settings.data_dir.resolve() / "blobs"
-    return sum(1 for p in root.rglob("*") if p.is_file() and p.suffix != ".tmp")
+    with sqlite3.connect(store.settings.data_dir / "blobs.sqlite") as conn:
+        return conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
 
 
 def log_position(store: Container) -> int:

@@ -35,9 +35,13 @@ _CHECK_PLAINTEXT = b"ledgermail master key check v1"
 class SubjectKeyStore(ABC):
     """Backend-neutral logic; subclasses provide the SQL."""
 
-    #: Seconds a cached key is trusted without asking the database again. Backends that
-    #: can tell cheaply whether another process changed the store check on every use.
+    #: Seconds a cached key is trusted without reading its row again.
     cache_ttl = 2.0
+    #: How often cache hits are held back until the backend says whether another process
+    #: changed the store (SQLite can tell cheaply; PostgreSQL relies on the TTL). Staleness
+    #: cannot leak an erased person's data: erasure markers are written before the shred,
+    #: and every use case refuses a stream that carries one.
+    change_check_interval = 0.25
 
     def __init__(self, master_key: bytes, where: str) -> None:
         self._master = AESGCM(master_key)
@@ -46,6 +50,7 @@ class SubjectKeyStore(ABC):
         self._lock = threading.RLock()
         self._keys: dict[bytes, tuple[float, bytes]] = {}
         self._subjects: dict[str, tuple[float, bytes]] = {}
+        self._next_change_check = 0.0
         self._setup()
         self._check_master_key()
 
@@ -111,17 +116,26 @@ class SubjectKeyStore(ABC):
         return "erased:" + digest
 
     def _fresh(self, entry: tuple[float, bytes] | None) -> bytes | None:
-        if entry is None or entry[0] < time.monotonic():
+        now = time.monotonic()
+        if entry is None or entry[0] < now or self._next_change_check < now:
             return None
         return entry[1]
 
     def _forget_if_changed(self) -> None:
-        if self._changed_elsewhere():
-            self._keys.clear()
-            self._subjects.clear()
+        now = time.monotonic()
+        if self._next_change_check < now:
+            if self._changed_elsewhere():
+                self._keys.clear()
+                self._subjects.clear()
+            self._next_change_check = now + self.change_check_interval
 
     def key_for_subject(self, subject_id: str) -> tuple[bytes, bytes]:
         """(key id, key) of the subject's live key, creating it on first use."""
+        key_id = self._fresh(self._subjects.get(subject_id))  # lock-free hit: dict reads are atomic
+        if key_id is not None:
+            key = self._fresh(self._keys.get(key_id))
+            if key is not None:
+                return key_id, key
         with self._lock:
             self._forget_if_changed()
             key_id = self._fresh(self._subjects.get(subject_id))
@@ -139,6 +153,9 @@ class SubjectKeyStore(ABC):
             return key_id, self.get_key(key_id)
 
     def get_key(self, key_id: bytes) -> bytes:
+        key = self._fresh(self._keys.get(key_id))  # lock-free hit
+        if key is not None:
+            return key
         with self._lock:
             self._forget_if_changed()
             key = self._fresh(self._keys.get(key_id))

