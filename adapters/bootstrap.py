@@ -178,6 +178,9 @@ class ProjectionReadModels:
     def referenced_blobs(self, blob_ids: list[str]) -> set[str]:
         return self.mailbox_view.referenced_blobs(blob_ids)
 
+    def blobs_of_copies(self, copy_ids: list[str]) -> dict[str, str]:
+        return self.mailbox_view.blobs_of_copies(copy_ids)
+
     def compact(self) -> None:
         for view in self._host.views.values():
             view.compact()

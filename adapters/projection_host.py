@@ -1,12 +1,12 @@
 """Runs the projections and answers "have the views caught up?".
 
-Each projection has a runner thread that reads the log in order from its view's
-tracking position and applies up to ``BATCH`` events per view transaction (one commit,
-one tracking row): erasing a person with 10,000 messages writes 10,000 markers, and a
-transaction per marker would dominate the erasure. Runners wake at once when this
-process commits events and poll for other processes' writes. A runner that fails is
-restarted with back-off by its supervisor, resuming from the tracking position, so no
-event is applied twice. Only the process holding the leader lock runs them.
+One runner thread reads the log in order from the views' tracking positions and
+applies up to ``BATCH`` events per view transaction (one commit, one tracking row):
+erasing a person with 10,000 messages writes 10,000 markers, and a transaction per
+marker would dominate the erasure. The runner wakes at once when this process commits
+events and polls for other processes' writes. If it fails, its supervisor restarts it
+with back-off from the tracking positions, so no event is applied twice. Only the
+process holding the leader lock runs it.
 """
 
 from __future__ import annotations
@@ -42,34 +42,45 @@ class ProjectionSpec:
 
 
 class BatchRunner:
-    """Applies the log to one projection, in batches, until stopped."""
+    """Applies the log to the projections, in batches, until stopped.
 
-    def __init__(self, app: Any, spec: ProjectionSpec, env: dict[str, str]) -> None:
+    One reader serves every projection: each event is read and decrypted once, then
+    applied to each view still behind it, in one transaction per view and batch.
+    """
+
+    def __init__(self, app: Any, specs: list[ProjectionSpec], env: dict[str, str]) -> None:
         self.app = app
-        self.view = _construct_view(spec, env)
-        self.projection = spec.projection_class(view=self.view)
+        self.parts: list[tuple[str, Any, Projection[Any]]] = []
+        for spec in specs:
+            view = _construct_view(spec, env)
+            self.parts.append((spec.name, view, spec.projection_class(view=view)))
 
     def run(self, stopping: threading.Event) -> None:
         recorder, mapper, name = self.app.recorder, self.app.mapper, self.app.name
         wake = wakeups.register(recorder.store_key)
         try:
-            position = self.view.max_tracking_id(name) or 0
+            positions = {part: view.max_tracking_id(name) or 0 for part, view, _ in self.parts}
             while not stopping.is_set():
                 wake.clear()
-                notifications = recorder.select_notifications(start=position + 1, limit=BATCH)
+                notifications = recorder.select_notifications(start=min(positions.values()) + 1,
+                                                              limit=BATCH)
                 if not notifications:
                     wake.wait(POLL_SECONDS)
                     continue
-                with self.view.batch():
-                    for notification in notifications:
-                        event = mapper.to_domain_event(notification)
-                        self.projection.process_event(event, Tracking(name, notification.id))
-                position = notifications[-1].id
+                events = [(n.id, mapper.to_domain_event(n)) for n in notifications]
+                for part, view, projection in self.parts:
+                    behind = [(i, e) for i, e in events if i > positions[part]]
+                    if behind:
+                        with view.batch():
+                            for notification_id, event in behind:
+                                projection.process_event(event, Tracking(name, notification_id))
+                    positions[part] = notifications[-1].id
         finally:
             wakeups.unregister(recorder.store_key, wake)
 
     def close(self) -> None:
-        _close_view(self.view)
+        for _, view, _ in self.parts:
+            _close_view(view)
 
 
 def _construct_view(spec: ProjectionSpec, env: dict[str, str]) -> Any:
@@ -117,27 +128,22 @@ class ProjectionHost:
         else:
             return
         self._leading.set()
-        supervisors = [threading.Thread(target=self._supervise, args=(spec,),
-                                        name=f"projection-{spec.name}", daemon=True)
-                       for spec in self._specs]
-        for thread in supervisors:
-            thread.start()
-        for thread in supervisors:
-            thread.join()
-        self._leading.clear()
+        try:
+            self._supervise()
+        finally:
+            self._leading.clear()
 
-    def _supervise(self, spec: ProjectionSpec) -> None:
+    def _supervise(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             runner = None
             try:
-                runner = BatchRunner(self._application_class(self._env), spec, self._env)
+                runner = BatchRunner(self._application_class(self._env), self._specs, self._env)
                 self.last_error = None
                 runner.run(self._stopping)
             except Exception as error:  # noqa: BLE001 - supervise everything
-                self.last_error = f"{spec.name}: {type(error).__name__}: {error}"
-                log.error("projection %s stopped: %s; restarting in %.1fs", spec.name,
-                          self.last_error, backoff)
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.error("projections stopped: %s; restarting in %.1fs", self.last_error, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:

@@ -98,6 +98,10 @@ class ReadModels(Protocol):
         """How many view rows still derive from these streams (0 after a purge)."""
         ...
 
+    def blobs_of_copies(self, copy_ids: list[str]) -> dict[str, str]:
+        """copy id -> blob id, for the copies the view still shows."""
+        ...
+
     def referenced_blobs(self, blob_ids: list[str]) -> set[str]:
         """Which of these blobs a live message copy still refers to."""
         ...

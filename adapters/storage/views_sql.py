@@ -36,7 +36,14 @@ class SqlViewBase:
     datastore: Any
     placeholder = "%s"
     table_prefix = ""
-    _batch = threading.local()
+
+    @property
+    def _batch(self) -> threading.local:
+        """This view's batch state, per thread (each runner thread has its own)."""
+        state = self.__dict__.get("_batch_state")
+        if state is None:
+            state = self.__dict__.setdefault("_batch_state", threading.local())
+        return state
 
     def sql(self, statement: str) -> str:
         statement = statement.replace("{p}", self.table_prefix)
@@ -55,16 +62,19 @@ class SqlViewBase:
     def batch(self) -> Iterator[None]:
         """Apply several events in one transaction (the runner's unit of work)."""
         with self.datastore.transaction(commit=True) as cursor:
-            self._batch.cursor, self._batch.tracking = cursor, None
+            self._batch.cursor, self._batch.tracking, self._batch.last_hash = cursor, None, None
             try:
                 yield
                 if self._batch.tracking is not None:
                     self._insert_tracking(cursor, self._batch.tracking)  # type: ignore[attr-defined]
             finally:
-                self._batch.cursor = self._batch.tracking = None
+                self._batch.cursor = self._batch.tracking = self._batch.last_hash = None
+
+    def _batch_cursor(self) -> Any:
+        return getattr(self._batch, "cursor", None)
 
     def record_position(self, cursor: Any, tracking: Tracking) -> None:
-        if getattr(self._batch, "cursor", None) is cursor:
+        if self._batch_cursor() is cursor:
             self._batch.tracking = tracking  # written once, at the end of the batch
         else:
             self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
@@ -295,6 +305,15 @@ class SqlMailboxView(SqlViewBase):
                 found.update(r["blob_id"] for r in rows)
         return found
 
+    def blobs_of_copies(self, copy_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.read() as cursor:
+            for chunk in chunks(copy_ids):
+                rows = self.run(cursor, f"SELECT copy_id, blob_id FROM {{p}}mv_messages WHERE copy_id "
+                                f"IN ({_placeholders(len(chunk))})", list(chunk)).fetchall()
+                found.update((r["copy_id"], r["blob_id"]) for r in rows)
+        return found
+
     view_tables = ("mv_accounts", "mv_aliases", "mv_mailboxes", "mv_messages", "mv_vanished")
 
 
@@ -310,13 +329,18 @@ class SqlAuditTrail(SqlViewBase):
 
     def append(self, entry: AuditEntry, tracking: Tracking) -> None:
         with self.write() as cursor:
-            last = self.run(cursor, "SELECT hash FROM {p}audit_entries ORDER BY position DESC LIMIT 1"
-                            ).fetchone()
-            prev = last["hash"] if last else GENESIS_HASH
+            # Within a batch the previous hash is the one this batch wrote last.
+            prev = getattr(self._batch, "last_hash", None) if self._batch_cursor() is cursor else None
+            if prev is None:
+                last = self.run(cursor, "SELECT hash FROM {p}audit_entries ORDER BY position DESC LIMIT 1"
+                                ).fetchone()
+                prev = last["hash"] if last else GENESIS_HASH
+            digest = chain_hash(prev, entry)
             self.run(cursor, "INSERT INTO {p}audit_entries VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                      (entry.position, entry.at, entry.event_type, entry.stream_id, entry.subject,
-                      entry.actor, entry.protocol, entry.session, entry.purpose, prev,
-                      chain_hash(prev, entry)))
+                      entry.actor, entry.protocol, entry.session, entry.purpose, prev, digest))
+            if self._batch_cursor() is cursor:
+                self._batch.last_hash = digest
             self.record_position(cursor, tracking)
 
     def rows(self, subject: str | None = None) -> list[AuditRow]:

@@ -118,18 +118,24 @@ class ErasureUseCases(MailUseCases):
             kinds[mailbox_id] = "Mailbox"
             mailbox = self.repository.get(mailbox_id)
             candidates += [copy_id_for(mailbox_id, uid) for uid in range(1, mailbox.uidnext)]
-        blob_ids: set[str] = set()
-        for stored in scanner.first_events(candidates):
-            kinds[stored.originator_id] = "MessageCopy"
+        versions = scanner.last_versions(list(kinds) + candidates)
+        copies = [c for c in candidates if c in versions]
+        kinds.update((copy_id, "MessageCopy") for copy_id in copies)
+        # Live copies' bodies are listed by the mailbox view; only copies it no longer
+        # shows (expunged) are opened to find theirs.
+        live = self.ports.read_models.blobs_of_copies([str(c) for c in copies])
+        blob_ids: set[str] = set(live.values())
+        for stored in scanner.first_events([c for c in copies if str(c) not in live]):
             first = self.mapper.to_domain_event(stored)
             if not self.is_shredded(first):
                 blob_ids.add(first.blob_id)
-        versions = scanner.last_versions(list(kinds))
         streams = {stream_id: (kinds[stream_id], version) for stream_id, version in versions.items()}
         return streams, sorted(blob_ids)
 
     def _write_markers(self, request: ErasureRequest) -> None:
         account: Account = self.repository.get(request.account_id)
+        # The view must show every copy made so far (it lists their bodies).
+        self.ports.read_models.wait_for(self.recorder.max_notification_id() or 0, PURGE_TIMEOUT_SECONDS)
         streams, blob_ids = self._streams_of(account)
         ref = str(request.id)
         markers = [Erased(originator_id=stream_id, originator_version=version + 1,

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
@@ -27,6 +28,9 @@ class AuditEntry:
     purpose: str
 
 
+_ENTRY_FIELDS = tuple(f.name for f in dataclass_fields(AuditEntry))
+
+
 @dataclass(frozen=True)
 class AuditRow:
     entry: AuditEntry
@@ -43,7 +47,9 @@ class ChainCheck:
 
 
 def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
-    canonical = json.dumps(asdict(entry), sort_keys=True, separators=(",", ":"))
+    # The same canonical JSON as dataclasses.asdict() gives, built without its deep copies.
+    fields = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
