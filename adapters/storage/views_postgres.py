@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -13,11 +15,19 @@ from projections.mailbox_view.view import MailboxViewInterface
 
 class PostgresViewMixin:
     placeholder = "%s"
+    array_parameters = True
     datastore: Any
 
     @property
     def table_prefix(self) -> str:  # type: ignore[override]
         return f'"{self.datastore.schema}".'
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Pipeline a batch's statements: they go to the server without waiting for
+        each result, which otherwise costs a round trip per statement."""
+        with super().batch(), self._batch.cursor.connection.pipeline():  # type: ignore[misc]
+            yield
 
     def create_table(self) -> None:
         super().create_table()  # type: ignore[misc]

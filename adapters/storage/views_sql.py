@@ -91,6 +91,16 @@ class SqlViewBase:
     def ddl(self) -> list[str]:
         return []
 
+    #: PostgreSQL takes a list as one array parameter (``= ANY(%s)``); psycopg spends
+    #: long converting queries with hundreds of placeholders.
+    array_parameters = False
+
+    def member_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values``: the SQL and its parameters, per dialect."""
+        if self.array_parameters:
+            return f"{column} = ANY(%s)", [list(values)]
+        return f"{column} IN ({_placeholders(len(values))})", list(values)
+
     def create_view_tables(self) -> None:
         with self.write() as cursor:
             for statement in self.ddl():
@@ -279,20 +289,19 @@ class SqlMailboxView(SqlViewBase):
         return [int(r["uid"]) for r in rows]
 
     def rows_for_streams(self, stream_ids: list[str]) -> int:
+        checks = [("mv_accounts", ("account_id",)), ("mv_aliases", ("account_id",)),
+                  ("mv_mailboxes", ("mailbox_id", "account_id")),
+                  ("mv_messages", ("copy_id", "mailbox_id")), ("mv_vanished", ("mailbox_id",))]
         total = 0
         with self.read() as cursor:
             for chunk in chunks(stream_ids):
-                marks = _placeholders(len(chunk))
-                ids = list(chunk)
-                for statement, params in (
-                    (f"SELECT count(*) AS n FROM {{p}}mv_accounts WHERE account_id IN ({marks})", ids),
-                    (f"SELECT count(*) AS n FROM {{p}}mv_aliases WHERE account_id IN ({marks})", ids),
-                    (f"SELECT count(*) AS n FROM {{p}}mv_mailboxes WHERE mailbox_id IN ({marks}) "
-                     f"OR account_id IN ({marks})", ids + ids),
-                    (f"SELECT count(*) AS n FROM {{p}}mv_messages WHERE copy_id IN ({marks}) "
-                     f"OR mailbox_id IN ({marks})", ids + ids),
-                    (f"SELECT count(*) AS n FROM {{p}}mv_vanished WHERE mailbox_id IN ({marks})", ids),
-                ):
+                for table, columns in checks:
+                    conditions, params = [], []
+                    for column in columns:
+                        condition, values = self.member_of(column, chunk)
+                        conditions.append(condition)
+                        params += values
+                    statement = f"SELECT count(*) AS n FROM {{p}}{table} WHERE {' OR '.join(conditions)}"
                     total += int(self.run(cursor, statement, params).fetchone()["n"])
         return total
 
@@ -300,8 +309,9 @@ class SqlMailboxView(SqlViewBase):
         found: set[str] = set()
         with self.read() as cursor:
             for chunk in chunks(blob_ids):
-                rows = self.run(cursor, f"SELECT DISTINCT blob_id FROM {{p}}mv_messages WHERE blob_id "
-                                f"IN ({_placeholders(len(chunk))})", list(chunk)).fetchall()
+                condition, params = self.member_of("blob_id", chunk)
+                rows = self.run(cursor, f"SELECT DISTINCT blob_id FROM {{p}}mv_messages WHERE {condition}",
+                                params).fetchall()
                 found.update(r["blob_id"] for r in rows)
         return found
 
@@ -309,8 +319,9 @@ class SqlMailboxView(SqlViewBase):
         found: dict[str, str] = {}
         with self.read() as cursor:
             for chunk in chunks(copy_ids):
-                rows = self.run(cursor, f"SELECT copy_id, blob_id FROM {{p}}mv_messages WHERE copy_id "
-                                f"IN ({_placeholders(len(chunk))})", list(chunk)).fetchall()
+                condition, params = self.member_of("copy_id", chunk)
+                rows = self.run(cursor, f"SELECT copy_id, blob_id FROM {{p}}mv_messages WHERE {condition}",
+                                params).fetchall()
                 found.update((r["copy_id"], r["blob_id"]) for r in rows)
         return found
 
