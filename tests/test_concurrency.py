@@ -148,13 +148,14 @@ def commit_as_one_batch(store: Container, batches: list[list[StoredEvent]]) -> l
             outcomes[i] = error
 
     threads = [threading.Thread(target=insert, args=(i,)) for i in range(len(batches))]
-    with recorder._commit_lock:
+    committer = recorder.committer
+    with committer.commit_lock:
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
         while True:
-            with recorder._queue_lock:
-                if len(recorder._queue) == len(batches):
+            with committer.queue_lock:
+                if len(committer.queue) == len(batches):
                     break
             assert time.monotonic() < deadline, "writers did not queue"
             time.sleep(0.001)

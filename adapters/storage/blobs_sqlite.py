@@ -15,27 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adapters.crypto.blob_sealing import open_sealed, seal
+from adapters.storage.group_commit import GroupCommitter, Pending
 from domain.ports import SealedBlob
 
 CHUNK = 500
-
-
-class _Pending:
-    __slots__ = ("blob_id", "data", "done", "error")
-
-    def __init__(self, blob_id: str, data: bytes) -> None:
-        self.blob_id, self.data = blob_id, data
-        self.done = False
-        self.error: BaseException | None = None
 
 
 class SQLiteBlobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self._committer: GroupCommitter[tuple[str, bytes]] = GroupCommitter(self._commit)
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._connection().execute(
@@ -57,33 +47,18 @@ class SQLiteBlobStore:
     def put(self, body: bytes) -> SealedBlob:
         """Returns once the sealed body is committed (fsync), shared with concurrent puts."""
         sealed, data = seal(body)
-        mine = _Pending(sealed.blob_id, data)
-        with self._queue_lock:
-            self._queue.append(mine)
-        with self._commit_lock:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        if mine.error is not None:
-            raise mine.error
+        self._committer.submit((sealed.blob_id, data))
         return sealed
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[Pending[tuple[str, bytes]]]) -> None:
         conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany("INSERT INTO blobs VALUES (?, ?)", [(p.blob_id, p.data) for p in batch])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except BaseException as error:
-            for pending in batch:
-                pending.error = error
-        for pending in batch:
-            pending.done = True
+            conn.executemany("INSERT INTO blobs VALUES (?, ?)", [p.payload for p in batch])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def get(self, blob_id: str, data_key: bytes) -> bytes:
         row = self._connection().execute("SELECT sealed FROM blobs WHERE blob_id=?", (blob_id,)).fetchone()
@@ -97,7 +72,7 @@ class SQLiteBlobStore:
     def delete_many(self, blob_ids: Sequence[str]) -> list[str]:
         conn = self._connection()
         deleted: list[str] = []
-        with self._commit_lock:
+        with self._committer.commit_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(blob_ids), CHUNK):
