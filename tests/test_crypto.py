@@ -168,3 +168,19 @@ def test_a_restored_key_store_is_shredded_again_on_start(settings: Settings, bac
         assert verify_event_log(container) > 0
     finally:
         container.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_the_key_store_reconnects_after_postgresql_drops_its_connection(settings: Settings) -> None:
+    populate(settings)
+    container = build(settings, run_projections=False)
+    try:
+        pid = container.keystore._conn.info.backend_pid  # noqa: SLF001 - the connection under test
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        with acting("admin:test"):
+            bob = container.app.create_account("bob@example.test", PASSWORD)  # a new key row
+        assert container.app.authenticate("bob@example.test", PASSWORD) == bob
+        assert container.keystore._conn.info.backend_pid != pid  # noqa: SLF001
+    finally:
+        container.close()

@@ -18,13 +18,23 @@ class PostgresKeyStore(SubjectKeyStore):
         self._conn_lock = threading.RLock()
         super().__init__(master_key, where=f"{dsn} schema {schema}")
 
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(self._dsn, autocommit=True)
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
+        conn.execute(f'SET search_path TO "{self._schema}"')
+        # A key must be durable before events sealed with it commit.
+        conn.execute("SET synchronous_commit TO on")
+        return conn
+
+    def _live(self) -> psycopg.Connection:
+        """The connection, opened again if the server dropped it (restart, failover)."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
     def _setup(self) -> None:
-        self._conn = psycopg.connect(self._dsn, autocommit=True)
+        self._conn = self._connect()
         with self._conn_lock:
-            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
-            self._conn.execute(f'SET search_path TO "{self._schema}"')
-            # A key must be durable before events sealed with it commit.
-            self._conn.execute("SET synchronous_commit TO on")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS meta(name text PRIMARY KEY, value bytea NOT NULL)"
             )
@@ -39,7 +49,10 @@ class PostgresKeyStore(SubjectKeyStore):
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
         with self._conn_lock:
-            return self._conn.execute(sql, params).fetchone()
+            try:
+                return self._live().execute(sql, params).fetchone()
+            except psycopg.OperationalError:
+                return self._live().execute(sql, params).fetchone()  # once more, reconnected
 
     def _get_meta(self, name: str) -> bytes | None:
         row = self._one("SELECT value FROM meta WHERE name=%s", (name,))
@@ -47,7 +60,7 @@ class PostgresKeyStore(SubjectKeyStore):
 
     def _put_meta(self, name: str, value: bytes) -> None:
         with self._conn_lock:
-            self._conn.execute(
+            self._live().execute(
                 "INSERT INTO meta VALUES (%s,%s) ON CONFLICT DO NOTHING", (name, value)
             )
 
@@ -63,7 +76,7 @@ class PostgresKeyStore(SubjectKeyStore):
 
     def _insert_key(self, key_id: bytes, subject_id: str, wrapped: bytes) -> None:
         with self._conn_lock:
-            self._conn.execute(
+            self._live().execute(
                 "INSERT INTO subject_keys VALUES (%s,%s,%s,%s,NULL,NULL)",
                 (key_id, subject_id, wrapped, time.time()),
             )
@@ -77,39 +90,39 @@ class PostgresKeyStore(SubjectKeyStore):
         return (bytes(row[0]) if row[0] is not None else None, row[1])
 
     def _shred_rows(self, subject_id: str, tombstone: str, erasure_ref: str) -> list[bytes]:
-        with self._conn_lock, self._conn.transaction():
-            rows = self._conn.execute(
+        with self._conn_lock, self._live().transaction():
+            rows = self._live().execute(
                 "UPDATE subject_keys SET wrapped_key=NULL, subject_id=%s, shredded_at=%s, "
                 "erasure_ref=%s WHERE subject_id=%s AND shredded_at IS NULL RETURNING key_id",
                 (tombstone, time.time(), erasure_ref, subject_id),
             ).fetchall()
         with self._conn_lock:
             # Dead tuples hold the old wrapped key until vacuumed.
-            self._conn.execute("VACUUM subject_keys")
+            self._live().execute("VACUUM subject_keys")
         return [bytes(r[0]) for r in rows]
 
     def _shred_key_rows(self, key_ids: list[bytes], erasure_ref: str) -> list[bytes]:
         revived = []
-        with self._conn_lock, self._conn.transaction():
+        with self._conn_lock, self._live().transaction():
             for key_id in key_ids:
-                row = self._conn.execute(
+                row = self._live().execute(
                     "SELECT subject_id FROM subject_keys WHERE key_id=%s AND wrapped_key IS NOT NULL",
                     (key_id,)).fetchone()
                 if row is None:
                     continue
                 subject = row[0] if row[0].startswith("erased:") else self.tombstone_name(row[0])
-                self._conn.execute(
+                self._live().execute(
                     "UPDATE subject_keys SET wrapped_key=NULL, subject_id=%s, shredded_at=%s, "
                     "erasure_ref=%s WHERE key_id=%s", (subject, time.time(), erasure_ref, key_id))
                 revived.append(key_id)
         if revived:
             with self._conn_lock:
-                self._conn.execute("VACUUM subject_keys")
+                self._live().execute("VACUUM subject_keys")
         return revived
 
     def _keys_shredded_by(self, erasure_ref: str) -> list[bytes]:
         with self._conn_lock:
-            rows = self._conn.execute(
+            rows = self._live().execute(
                 "SELECT key_id FROM subject_keys WHERE erasure_ref=%s ORDER BY key_id",
                 (erasure_ref,),
             ).fetchall()
