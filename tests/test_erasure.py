@@ -212,3 +212,40 @@ def test_a_second_process_sees_the_person_erased(settings: Any) -> None:
     finally:
         second.close()
         first.close()
+
+
+def test_messages_arriving_during_an_erasure_are_marked_or_refused(store: Container) -> None:
+    """Deliveries race the erasure from another thread: each either lands before the
+    markers (and is erased with the rest) or is refused; none survives it."""
+    import threading
+
+    app = store.app
+    app.create_account("hank@example.test", PASSWORD)
+    for n in range(20):
+        app.deliver(["hank@example.test"], f"Subject: before {n}\r\n\r\nx\r\n".encode())
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def deliver_until_stopped() -> None:
+        with acting("admin:test"):
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    app.deliver(["hank@example.test"], f"Subject: during {n}\r\n\r\nx\r\n".encode())
+                    outcomes.append("delivered")
+                except (SubjectErased, UnknownAddress):
+                    outcomes.append("refused")
+
+    racer = threading.Thread(target=deliver_until_stopped)
+    racer.start()
+    try:
+        receipt = app.erase_subject("hank@example.test", "request")
+    finally:
+        stop.set()
+        racer.join(timeout=30)
+    assert receipt["verification"]["passed"]
+    assert "refused" in outcomes  # the racer kept going past the markers
+    store.catch_up()
+    assert store.mailbox_view.accounts() == []
+    assert blob_contents(store.settings) == []

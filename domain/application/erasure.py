@@ -133,15 +133,23 @@ class ErasureUseCases(MailUseCases):
         return streams, sorted(blob_ids)
 
     def _write_markers(self, request: ErasureRequest) -> None:
+        """Mark every stream in one transaction. A message arriving meanwhile moves a
+        mailbox's version, the markers conflict, and the streams are listed again."""
         account: Account = self.repository.get(request.account_id)
-        # The view must show every copy made so far (it lists their bodies).
-        self.ports.read_models.wait_for(self.recorder.max_notification_id() or 0, PURGE_TIMEOUT_SECONDS)
-        streams, blob_ids = self._streams_of(account)
-        ref = str(request.id)
-        markers = [Erased(originator_id=stream_id, originator_version=version + 1,
-                          timestamp=Erased.create_timestamp(), erasure_ref=ref, stream_kind=kind)
-                   for stream_id, (kind, version) in streams.items()]
-        position = self.save_with_envelope(*markers, subject=request.subject_pseudonym)
+        mailbox_ids = [UUID(m) for m in account.mailbox_ids_ever]
+
+        def body() -> tuple[dict[UUID, tuple[str, int]], list[str], int]:
+            # The view must show every copy made so far (it lists their bodies).
+            self.ports.read_models.wait_for(self.recorder.max_notification_id() or 0,
+                                            PURGE_TIMEOUT_SECONDS)
+            streams, blob_ids = self._streams_of(self.repository.get(request.account_id))
+            ref = str(request.id)
+            markers = [Erased(originator_id=stream_id, originator_version=version + 1,
+                              timestamp=Erased.create_timestamp(), erasure_ref=ref, stream_kind=kind)
+                       for stream_id, (kind, version) in streams.items()]
+            return streams, blob_ids, self.save_with_envelope(*markers, subject=request.subject_pseudonym)
+
+        streams, blob_ids, position = self.retrying("the person's mailboxes", lambda: mailbox_ids, body)
         request.markers_written([str(s) for s in streams], blob_ids, position)
         self.save_with_envelope(request, subject=request.subject_pseudonym)
 

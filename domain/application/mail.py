@@ -7,6 +7,8 @@ reach it (read-your-writes).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -15,6 +17,7 @@ from uuid import UUID, uuid4
 from domain.application.accounts import AccountUseCases
 from domain.model.account import Account
 from domain.model.errors import (
+    DomainError,
     InvalidMailboxName,
     MailboxNotFound,
     MailboxProtected,
@@ -97,10 +100,10 @@ class MailUseCases(AccountUseCases):
             account_id = self.account_id_for(address)
             if account_id not in account_ids:
                 account_ids.append(account_id)
-        sealed = self.ports.blobs.put(raw)
+        inbox_ids = {account_id: self._inbox_id(account_id) for account_id in account_ids}
         summary = summarize(raw)
         internal_date = format_internal_date(self.ports.clock.now())
-        inbox_ids = {account_id: self._inbox_id(account_id) for account_id in account_ids}
+        sealed = self.ports.blobs.put(raw)
 
         def body() -> DeliveryResult:
             delivery_id = uuid4()
@@ -118,7 +121,19 @@ class MailUseCases(AccountUseCases):
             position = self.save_with_envelope(*objs)
             return DeliveryResult(delivery.id, refs, position)
 
-        return self.retrying("the recipients' inboxes", lambda: inbox_ids.values(), body)
+        with self._body_released_on_refusal(sealed.blob_id):
+            return self.retrying("the recipients' inboxes", lambda: inbox_ids.values(), body)
+
+    @contextmanager
+    def _body_released_on_refusal(self, blob_id: str) -> Iterator[None]:
+        """A body stored for a message that was then refused is deleted. Only domain
+        errors count: they are raised before the save, so nothing refers to the body
+        (any other error might come after the commit, and the body must stay)."""
+        try:
+            yield
+        except DomainError:
+            self.ports.blobs.delete_many([blob_id])
+            raise
 
     def _inbox_id(self, account_id: UUID) -> UUID:
         account: Account = self.load(account_id, what="the recipient")
@@ -154,7 +169,8 @@ class MailUseCases(AccountUseCases):
             position = self.save_with_envelope(mailbox, copy, delivery)
             return CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id), position
 
-        return self.retrying("the mailbox", lambda: [mailbox_id], body)
+        with self._body_released_on_refusal(sealed.blob_id):
+            return self.retrying("the mailbox", lambda: [mailbox_id], body)
 
     # -- message state -----------------------------------------------------------------
 
