@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from adapters.crypto.keystore import SubjectKeyStore
@@ -76,9 +78,18 @@ class SQLiteKeyStore(SubjectKeyStore):
         ).fetchone()
         return (row[0], row[1]) if row else None
 
-    def _shred_rows(self, subject_id: str, tombstone: str, erasure_ref: str) -> list[bytes]:
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _shred_rows(self, subject_id: str, tombstone: str, erasure_ref: str) -> list[bytes]:
+        with self._transaction():
             key_ids = [r[0] for r in self._db.execute(
                 "SELECT key_id FROM subject_keys WHERE subject_id=? AND shredded_at IS NULL",
                 (subject_id,),
@@ -88,10 +99,6 @@ class SQLiteKeyStore(SubjectKeyStore):
                 "erasure_ref=? WHERE key_id=?",
                 [(tombstone, time.time(), erasure_ref, k) for k in key_ids],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         self._checkpoint()
         return key_ids
 
@@ -112,8 +119,7 @@ class SQLiteKeyStore(SubjectKeyStore):
             "SELECT 1 FROM subject_keys WHERE key_id=? AND wrapped_key IS NOT NULL", (k,)).fetchone()]
         if not revived:
             return []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for key_id in revived:
                 subject = self._db.execute("SELECT subject_id FROM subject_keys WHERE key_id=?",
                                            (key_id,)).fetchone()[0]
@@ -122,10 +128,6 @@ class SQLiteKeyStore(SubjectKeyStore):
                     "erasure_ref=? WHERE key_id=?",
                     (self.tombstone_name(subject) if not subject.startswith("erased:") else subject,
                      time.time(), erasure_ref, key_id))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         self._checkpoint()
         return revived
 

@@ -5,10 +5,8 @@ Selected with ``PERSISTENCE_MODULE=adapters.storage.sqlite_store:LedgerSQLiteFac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -17,9 +15,9 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 
-from adapters.storage import wakeups
 from adapters.storage.group_commit import GroupCommitMixin
 from adapters.storage.stream_scans import SQLiteStreamScans
+from adapters.storage.wakeups import WakesProjections
 
 SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 POOL_SIZE = 24
@@ -77,15 +75,11 @@ class LedgerSQLiteFactory(SQLiteFactory):
         old.close()
 
 
-class LedgerSQLiteRecorder(GroupCommitMixin, SQLiteStreamScans, SQLiteApplicationRecorder):
+class LedgerSQLiteRecorder(WakesProjections, GroupCommitMixin, SQLiteStreamScans,
+                           SQLiteApplicationRecorder):
     """The application recorder ledgermail uses on SQLite: group commit, and a wake-up
     for this process's projection runners after each commit (SQLite has no NOTIFY)."""
 
     @property
     def store_key(self) -> str:
         return f"sqlite:{self.datastore.pool.db_name}"
-
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        ids = super().insert_events(stored_events, **kwargs)
-        wakeups.notify(self.store_key)
-        return ids

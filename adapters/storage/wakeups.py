@@ -4,6 +4,8 @@ the same store at once; runners also poll, for writes from other processes."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 _LOCK = threading.Lock()
 _WAITERS: dict[str, set[threading.Event]] = {}
@@ -26,3 +28,17 @@ def notify(store_key: str) -> None:
         waiters = list(_WAITERS.get(store_key, ()))
     for event in waiters:
         event.set()
+
+
+class WakesProjections:
+    """Mix into an event recorder (before the library's class): after each commit,
+    wake this process's projection runners. Subclasses name their store in ``store_key``."""
+
+    @property
+    def store_key(self) -> str:
+        raise NotImplementedError
+
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        ids = super().insert_events(stored_events, **kwargs)  # type: ignore[misc]
+        notify(self.store_key)
+        return ids
