@@ -250,6 +250,20 @@ def peer_commits_per_second(backend: str, args: argparse.Namespace) -> float:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def read_your_writes_ms(backend: str, samples: int = 200) -> float:
+    """Median time from a delivery's return to its copy being visible in the views."""
+    with fresh_store(backend) as container:
+        [address] = create_accounts(container, 1)
+        latencies = []
+        with acting("admin:bench", protocol="bench"):
+            for n in range(samples):
+                position = container.app.deliver([address], message(n)).position
+                began = time.perf_counter()
+                container.projections.wait_for(position, timeout=10)
+                latencies.append((time.perf_counter() - began) * 1000)
+        return statistics.median(latencies)
+
+
 def bench_backend(backend: str, args: argparse.Namespace) -> list[Row]:
     peer = Row(backend, f"peer: bare 4 KiB durable commits, {args.threads} thr", "/s")
     one = Row(backend, f"deliveries/s, 1 rcpt, {args.threads} thr", "/s")
@@ -257,6 +271,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[Row]:
     if backend == "sqlite":
         one.target, one.met = f">= {SQLITE_TARGET_DELIVERIES:.0f}/s", (
             lambda v: v >= SQLITE_TARGET_DELIVERIES)
+    visible = Row(backend, "delivery -> visible in views (read-your-writes)", "ms")
     erasures = []
     for size in args.erase_sizes:
         row = Row(backend, f"erase person with {size:,} msgs", "s")
@@ -271,6 +286,8 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[Row]:
         one.samples.append(deliveries_per_second(backend, args, 1))
         progress(f"{backend} run {run}/{args.runs}: {args.messages} deliveries, 10 recipients")
         ten.samples.append(deliveries_per_second(backend, args, 10))
+        progress(f"{backend} run {run}/{args.runs}: read-your-writes latency")
+        visible.samples.append(read_your_writes_ms(backend))
         for size, row in erasures:
             progress(f"{backend} run {run}/{args.runs}: erasure of {size} messages")
             seconds, passed = erase_seconds(backend, size)
@@ -282,7 +299,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> list[Row]:
     ten.note += f", {10 * statistics.median(ten.samples):,.0f} copies/s"
     for _, row in erasures:
         row.note = f"verification.passed {sum(row.verified)}/{len(row.verified)}"
-    return [peer, one, ten, *[row for _, row in erasures]]
+    return [peer, one, ten, visible, *[row for _, row in erasures]]
 
 
 # -- output ---------------------------------------------------------------------------
@@ -293,6 +310,8 @@ def progress(text: str) -> None:
 
 
 def fmt(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.1f} ms"
     return f"{value:,.0f}/s" if unit == "/s" else f"{value:.2f} s"
 
 
