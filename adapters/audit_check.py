@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.bootstrap import APP_NAME, Container
+from adapters.bootstrap import APP_NAME, Container, notifications
 from projections.audit_trail.projection import event_type_of
 from projections.audit_trail.view import AuditEntry, check_chain
 
@@ -40,7 +40,7 @@ def _matches(entry: AuditEntry, event: object) -> bool:
     return not envelope.get("at") or entry.at == envelope["at"]
 
 
-def verify_audit(container: Container, batch: int = 2000) -> AuditVerdict:
+def verify_audit(container: Container) -> AuditVerdict:
     rows = container.audit_trail.rows()
     chain = check_chain(rows)
     if not chain.intact:
@@ -51,37 +51,18 @@ def verify_audit(container: Container, batch: int = 2000) -> AuditVerdict:
     if rows and rows[-1].entry.position != tracked:
         return AuditVerdict(False, len(rows), 0, f"the trail processed position {tracked} but its "
                                                   f"last row is {rows[-1].entry.position}")
-    recorder, mapper = container.app.recorder, container.app.mapper
-    start, events, seen = 1, 0, 0
-    while True:
-        notifications = recorder.select_notifications(start=start, limit=batch, stop=tracked)
-        if not notifications:
-            break
-        for notification in notifications:
-            events += 1
-            entry = by_position.get(notification.id)
-            if entry is None:
-                return AuditVerdict(False, len(rows), events,
-                                    f"event {notification.id} has no audit row")
-            seen += 1
-            if not _matches(entry, mapper.to_domain_event(notification)):
-                return AuditVerdict(False, len(rows), events,
-                                    f"audit row {notification.id} does not match its event")
-        start = notifications[-1].id + 1
-    if seen != len(rows):
-        orphans = sorted(set(by_position) - _positions(container, tracked))
-        return AuditVerdict(False, len(rows), events,
-                            f"audit row {orphans[0] if orphans else '?'} has no event in the log "
-                            "(an event was removed)")
-    return AuditVerdict(True, len(rows), events, "intact")
-
-
-def _positions(container: Container, stop: int, batch: int = 5000) -> set[int]:
-    found: set[int] = set()
-    start = 1
-    while True:
-        notifications = container.app.recorder.select_notifications(start=start, limit=batch, stop=stop)
-        if not notifications:
-            return found
-        found.update(n.id for n in notifications)
-        start = notifications[-1].id + 1
+    mapper = container.app.mapper
+    seen: set[int] = set()
+    for notification in notifications(container, stop=tracked):
+        seen.add(notification.id)
+        entry = by_position.get(notification.id)
+        if entry is None:
+            return AuditVerdict(False, len(rows), len(seen), f"event {notification.id} has no audit row")
+        if not _matches(entry, mapper.to_domain_event(notification)):
+            return AuditVerdict(False, len(rows), len(seen),
+                                f"audit row {notification.id} does not match its event")
+    orphans = sorted(set(by_position) - seen)
+    if orphans:
+        return AuditVerdict(False, len(rows), len(seen),
+                            f"audit row {orphans[0]} has no event in the log (an event was removed)")
+    return AuditVerdict(True, len(rows), len(seen), "intact")

@@ -12,12 +12,11 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import psycopg
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import Notification, PersistenceError
 
 from adapters.config import Settings
 from adapters.crypto import registry
@@ -341,27 +340,30 @@ def reapply_erasures(container: Container) -> list[str]:
     return revived
 
 
-def verify_event_log(container: Container, batch: int = 2000) -> int:
-    """Authenticate every stored event; raise on the first that fails. Returns the count."""
-    recorder = container.app.recorder
-    mapper = container.app.mapper
-    assert isinstance(mapper, SubjectMapper)
-    start, count = 1, 0
+def notifications(container: Container, stop: int | None = None,
+                  batch: int = 2000) -> Iterator[Notification]:
+    """Every stored event in log order (up to ``stop``), read in pages. A log that
+    cannot be read (a row changed outside ledgermail) is a ``StartupError``."""
+    start = 1
     while True:
         try:
-            notifications = recorder.select_notifications(start=start, limit=batch)
+            page = container.app.recorder.select_notifications(start=start, limit=batch, stop=stop)
         except PersistenceError as error:
             raise StartupError(f"the event log cannot be read after position {start - 1}: "
                                f"{error} (changed outside ledgermail?)") from None
-        if not notifications:
-            return count
-        for notification in notifications:
-            mapper.verify(notification)
-        count += len(notifications)
-        start = notifications[-1].id + 1
+        if not page:
+            return
+        yield from page
+        start = page[-1].id + 1
 
 
-def data_files(settings: Settings) -> list[Path]:
-    """Every file ledgermail keeps under the data dir (for operators and the canary test)."""
-    roots = {settings.data_dir.resolve(), settings.sqlite_dir.resolve()}
-    return sorted({p for root in roots for p in root.rglob("*") if p.is_file()})
+def verify_event_log(container: Container) -> int:
+    """Authenticate every stored event; raise on the first that fails. Returns the count."""
+    mapper = container.app.mapper
+    assert isinstance(mapper, SubjectMapper)
+    count = 0
+    for notification in notifications(container):
+        mapper.verify(notification)
+        count += 1
+    return count
+

@@ -28,13 +28,9 @@ class BlobStore(Protocol):
 
     def get(self, blob_id: str, data_key: bytes) -> bytes: ...
 
-    def delete(self, blob_id: str) -> bool: ...
-
     def delete_many(self, blob_ids: list[str]) -> list[str]:
         """Delete these bodies; return the ids that existed."""
         ...
-
-    def exists(self, blob_id: str) -> bool: ...
 
 
 @runtime_checkable
@@ -61,8 +57,6 @@ class KeyStore(Protocol):
     def shredded_key_ids(self, erasure_ref: str) -> list[str]:
         """Key ids destroyed under this erasure reference (for resumed erasures)."""
         ...
-
-    def has_live_key(self, subject_id: str) -> bool: ...
 
 
 class Pseudonymizer(Protocol):

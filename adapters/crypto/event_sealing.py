@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, Transcoder
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, get_topic
 
 from adapters.crypto.errors import KeyShreddedError, TamperedEventError
 from adapters.crypto.keystore import KEY_ID_BYTES, SubjectKeyStore
@@ -125,7 +125,7 @@ class SubjectMapper(Mapper):
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        topic = self._topic(domain_event)
+        topic = get_topic(type(domain_event))
         stored = StoredEvent(originator_id=originator_id, originator_version=originator_version,
                              topic=topic, state=b"")
         subject_id = subject_of(domain_event)
@@ -134,12 +134,6 @@ class SubjectMapper(Mapper):
         envelope = state.pop(ENVELOPE, None) or {}
         return replace(stored, state=self.sealer.seal_subject(
             stored, subject_id, self.transcoder.encode(envelope), self.transcoder.encode(state)))
-
-    @staticmethod
-    def _topic(domain_event: Any) -> str:
-        from eventsourcing.utils import get_topic
-
-        return get_topic(type(domain_event))
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         fmt = stored_event.state[:2]

@@ -174,10 +174,6 @@ class SubjectKeyStore(ABC):
             self._keys[key_id] = (time.monotonic() + self.cache_ttl, key)
             return key
 
-    def has_live_key(self, subject_id: str) -> bool:
-        with self._lock:
-            return self._live_key_id(subject_id) is not None
-
     def shred_subject(self, subject_id: str, erasure_ref: str) -> list[str]:
         """Destroy the subject's keys (idempotent); return the destroyed key ids."""
         with self._lock:

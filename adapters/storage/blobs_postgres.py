@@ -5,6 +5,7 @@ from __future__ import annotations
 from psycopg_pool import ConnectionPool
 
 from adapters.crypto.blob_sealing import open_sealed, seal
+from adapters.storage.chunking import chunks
 from domain.ports import SealedBlob
 
 
@@ -32,24 +33,14 @@ class PostgresBlobStore:
             raise FileNotFoundError(f"message body {blob_id} is missing")
         return open_sealed(blob_id, data_key, bytes(row[0]))
 
-    def delete(self, blob_id: str) -> bool:
-        with self._pool.connection() as conn:
-            deleted = conn.execute(f"DELETE FROM {self._table} WHERE blob_id=%s", (blob_id,)).rowcount
-        return bool(deleted)
-
     def delete_many(self, blob_ids: list[str]) -> list[str]:
         deleted: list[str] = []
         with self._pool.connection() as conn:
-            for start in range(0, len(blob_ids), 1000):
+            for chunk in chunks(blob_ids):
                 rows = conn.execute(f"DELETE FROM {self._table} WHERE blob_id = ANY(%s) RETURNING blob_id",
-                                    (blob_ids[start:start + 1000],)).fetchall()
+                                    (list(chunk),)).fetchall()
                 deleted += [row[0] for row in rows]
         return deleted
-
-    def exists(self, blob_id: str) -> bool:
-        with self._pool.connection() as conn:
-            row = conn.execute(f"SELECT 1 FROM {self._table} WHERE blob_id=%s", (blob_id,)).fetchone()
-        return row is not None
 
     def close(self) -> None:
         self._pool.close()

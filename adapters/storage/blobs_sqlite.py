@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adapters.crypto.blob_sealing import open_sealed, seal
+from adapters.storage.chunking import chunks
 from adapters.storage.group_commit import GroupCommitter, Pending
 from domain.ports import SealedBlob
-
-CHUNK = 500
 
 
 class SQLiteBlobStore:
@@ -66,17 +65,14 @@ class SQLiteBlobStore:
             raise FileNotFoundError(f"message body {blob_id} is missing")
         return open_sealed(blob_id, data_key, row[0])
 
-    def delete(self, blob_id: str) -> bool:
-        return bool(self.delete_many([blob_id]))
-
     def delete_many(self, blob_ids: Sequence[str]) -> list[str]:
         conn = self._connection()
         deleted: list[str] = []
         with self._committer.commit_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(blob_ids), CHUNK):
-                    chunk = list(blob_ids[start:start + CHUNK])
+                for part in chunks(blob_ids):
+                    chunk = list(part)
                     marks = ",".join("?" * len(chunk))
                     rows = conn.execute(f"DELETE FROM blobs WHERE blob_id IN ({marks}) RETURNING blob_id",
                                         chunk).fetchall()
@@ -87,10 +83,6 @@ class SQLiteBlobStore:
                 raise
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
-
-    def exists(self, blob_id: str) -> bool:
-        row = self._connection().execute("SELECT 1 FROM blobs WHERE blob_id=?", (blob_id,)).fetchone()
-        return row is not None
 
     def close(self) -> None:
         with self._connections_lock:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-T = TypeVar("T")
-CHUNK = 500
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]
+from adapters.storage.chunking import chunks
 
 
 class SQLiteStreamScans:
@@ -24,7 +17,7 @@ class SQLiteStreamScans:
     def last_versions(self, stream_ids: list[UUID]) -> dict[UUID, int]:
         found: dict[UUID, int] = {}
         with self.datastore.transaction(commit=False) as cursor:
-            for chunk in _chunks(stream_ids):
+            for chunk in chunks(stream_ids):
                 marks = ",".join("?" * len(chunk))
                 cursor.execute(f"SELECT originator_id, max(originator_version) FROM "
                                f"{self.events_table_name} WHERE originator_id IN ({marks}) "
@@ -35,7 +28,7 @@ class SQLiteStreamScans:
     def first_events(self, stream_ids: list[UUID]) -> list[StoredEvent]:
         found: list[StoredEvent] = []
         with self.datastore.transaction(commit=False) as cursor:
-            for chunk in _chunks(stream_ids):
+            for chunk in chunks(stream_ids):
                 marks = ",".join("?" * len(chunk))
                 cursor.execute(f"SELECT * FROM {self.events_table_name} WHERE originator_id "
                                f"IN ({marks}) AND originator_version = 1", [i.hex for i in chunk])
@@ -54,7 +47,7 @@ class PostgresStreamScans:
     def last_versions(self, stream_ids: list[UUID]) -> dict[UUID, int]:
         found: dict[UUID, int] = {}
         with self.datastore.get_connection() as conn:
-            for chunk in _chunks(stream_ids):
+            for chunk in chunks(stream_ids):
                 rows = conn.execute(f"SELECT originator_id, max(originator_version) AS v FROM "
                                     f"{self._table()} WHERE originator_id = ANY(%s) "
                                     "GROUP BY originator_id", (list(chunk),)).fetchall()
@@ -64,7 +57,7 @@ class PostgresStreamScans:
     def first_events(self, stream_ids: list[UUID]) -> list[StoredEvent]:
         found: list[StoredEvent] = []
         with self.datastore.get_connection() as conn:
-            for chunk in _chunks(stream_ids):
+            for chunk in chunks(stream_ids):
                 rows = conn.execute(f"SELECT * FROM {self._table()} WHERE originator_id = ANY(%s) "
                                     "AND originator_version = 1", (list(chunk),)).fetchall()
                 found += [StoredEvent(row["originator_id"], row["originator_version"], row["topic"],

@@ -13,16 +13,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking, WaitInterruptedError
 
+from adapters.storage.chunking import chunks
 from projections.audit_trail.view import GENESIS_HASH, AuditEntry, AuditRow, chain_hash
 from projections.mailbox_view.view import AccountRow, MailboxRow, MessageRow
-
-#: Rows per IN (...) list: below SQLite's and PostgreSQL's parameter limits.
-CHUNK = 500
-
-
-def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 class SqlViewBase:

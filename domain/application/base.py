@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcodin
 
 from domain.application.context import current_actor
 from domain.model.account import Account
-from domain.model.base import ENVELOPE, LedgerAggregate, PersonalAggregate, ShreddedEvent
+from domain.model.base import ENVELOPE, LedgerAggregate, PersonalAggregate
 from domain.model.errors import ConcurrencyExhausted, SubjectErased
 from domain.model.mailbox import Mailbox
 from domain.ports import BlobStore, Clock, KeyStore, PasswordHasher, Pseudonymizer, ReadModels
@@ -164,19 +164,6 @@ class LedgerApplication(Application[UUID]):
         if cache is not None:
             with suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
-
-    def last_version(self, stream_id: UUID) -> int | None:
-        """The stream's current version, read from the log without decrypting."""
-        rows = self.recorder.select_events(stream_id, desc=True, limit=1)
-        return rows[0].originator_version if rows else None
-
-    def first_event(self, stream_id: UUID) -> Any | None:
-        rows = self.recorder.select_events(stream_id, limit=1)
-        return self.mapper.to_domain_event(rows[0]) if rows else None
-
-    @staticmethod
-    def is_shredded(event: Any) -> bool:
-        return isinstance(event, ShreddedEvent)
 
     # -- concurrency -------------------------------------------------------------------
 

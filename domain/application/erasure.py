@@ -18,7 +18,7 @@ from eventsourcing.utils import get_topic
 from domain.application.context import acting
 from domain.application.mail import MailUseCases, StoredMessage
 from domain.model.account import Account, AddressIndex
-from domain.model.base import Erased
+from domain.model.base import Erased, ShreddedEvent
 from domain.model.compliance import ErasureRequest
 from domain.model.errors import LegalHoldActive, SubjectErased, UnknownAddress
 from domain.model.message import access_ledger_id_for, copy_id_for
@@ -127,7 +127,7 @@ class ErasureUseCases(MailUseCases):
         blob_ids: set[str] = set(live.values())
         for stored in scanner.first_events([c for c in copies if str(c) not in live]):
             first = self.mapper.to_domain_event(stored)
-            if not self.is_shredded(first):
+            if not isinstance(first, ShreddedEvent):
                 blob_ids.add(first.blob_id)
         streams = {stream_id: (kinds[stream_id], version) for stream_id, version in versions.items()}
         return streams, sorted(blob_ids)

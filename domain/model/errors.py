@@ -74,11 +74,6 @@ class MessageNotFound(DomainError):
         super().__init__(f"no such message: {what}")
 
 
-class OverQuota(DomainError):
-    def __init__(self, address: str) -> None:
-        super().__init__(f"mailbox of {address!r} is over quota")
-
-
 class MessageTooLarge(DomainError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses
 
 SUMMARY_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date",
                   "message-id", "in-reply-to")
@@ -36,6 +35,3 @@ def summarize(raw: bytes) -> dict[str, str]:
             summary[name] = str(value)[:MAX_FIELD_CHARS]
     return summary
 
-
-def addresses_in(value: str) -> list[str]:
-    return [addr for _, addr in getaddresses([value]) if addr]
