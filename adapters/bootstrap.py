@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,10 @@ from adapters.crypto.keystore import SubjectKeyStore
 from adapters.crypto.master_key import load_or_create_master_key
 from adapters.crypto.passwords import Argon2PasswordHasher
 from adapters.crypto.pseudonyms import HmacPseudonymizer
+from adapters.intake import Intake
 from adapters.projection_host import ProjectionHost, ProjectionSpec
+from adapters.scanners.noop import AcceptAll
+from adapters.smtp.server import SmtpService
 from adapters.storage.leader_lock import FileLeaderLock, PostgresLeaderLock
 from adapters.storage.sqlite_store import SYNCHRONOUS_LEVELS, LedgerSQLiteFactory, LedgerSQLiteRecorder
 from domain.application.base import Ports, SystemClock
@@ -291,6 +295,15 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     if run_projections:
         host.start()
     return container
+
+
+def intake(container: Container) -> Intake:
+    """The one intake pipeline (MX, submission, ``ledgermail deliver``)."""
+    return Intake(container.app, container.settings.hostname, AcceptAll())
+
+
+def smtp_service(container: Container, tls_context: ssl.SSLContext) -> SmtpService:
+    return SmtpService(container.app, container.settings, intake(container), tls_context)
 
 
 def _blob_store_and_lock(settings: Settings) -> tuple[Any, Any]:

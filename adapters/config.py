@@ -77,6 +77,53 @@ class Crypto(BaseModel):
     password_time_cost: int = 3
 
 
+class Tls(BaseModel):
+    #: PEM certificate chain and key. Empty: a self-signed pair made on first start in
+    #: <data dir>/tls/ (fine for tests and loopback; set real paths in production).
+    cert_file: str = ""
+    key_file: str = ""
+
+
+class Smtp(BaseModel):
+    """Limits of the SMTP listeners; each is enforced and tested (DESIGN §5)."""
+
+    #: RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted; more get 452.
+    max_recipients: int = Field(default=100, ge=1)
+    #: Seconds without a complete command (or, during DATA, without any byte).
+    idle_timeout: float = Field(default=300.0, gt=0)
+    #: Longest connection, whatever the client does (NOOP loops end here).
+    session_timeout: float = Field(default=1800.0, gt=0)
+    #: Bytes per second a DATA transfer must average after ``data_rate_grace`` seconds.
+    min_data_rate: int = Field(default=500, ge=0)
+    data_rate_grace: float = Field(default=30.0, ge=0)
+    max_connections_per_ip: int = Field(default=30, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
+    #: Error replies before 421 and close (Postfix smtpd_hard_error_limit).
+    max_errors: int = Field(default=20, ge=1)
+    #: After this many errors each further error reply is delayed (smtpd_soft_error_limit).
+    soft_errors: int = Field(default=10, ge=1)
+    error_delay: float = Field(default=1.0, ge=0)
+    #: NOOP, RSET, HELP, VRFY, EXPN per connection (Postfix smtpd_junk_command_limit).
+    max_junk_commands: int = Field(default=100, ge=1)
+    #: Commands on a submission port before a successful AUTH.
+    max_commands_before_auth: int = Field(default=20, ge=1)
+    #: Leave the client's IP address out of the Received: header of submitted mail.
+    hide_client_ip_on_submission: bool = True
+    #: MAIL FROM gets 452 4.3.1 while the data dir has less free space than this.
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+
+
+class Auth(BaseModel):
+    """Failed logins: a growing delay, then a temporary lockout per IP and per login."""
+
+    failure_delay: float = Field(default=1.0, ge=0)
+    max_failure_delay: float = Field(default=8.0, ge=0)
+    ip_lockout_failures: int = Field(default=10, ge=1)
+    login_lockout_failures: int = Field(default=20, ge=1)
+    #: Failures count within this window; a lockout lasts as long.
+    lockout_seconds: float = Field(default=600.0, gt=0)
+
+
 class Compliance(BaseModel):
     #: How long backups holding a shredded key live; erasure receipts state the date.
     backup_retention_days: int = 30
@@ -92,6 +139,9 @@ class Settings(BaseSettings):
     verify_on_start: bool = True
     listen: Listen = Listen()
     store: Store = Store()
+    tls: Tls = Tls()
+    smtp: Smtp = Smtp()
+    auth: Auth = Auth()
     crypto: Crypto = Crypto()
     compliance: Compliance = Compliance()
 

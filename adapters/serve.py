@@ -17,6 +17,8 @@ import uvicorn
 
 from adapters import bootstrap
 from adapters.config import Settings
+from adapters.smtp.server import LISTENERS as SMTP_LISTENERS
+from adapters.tls import TlsConfigError, server_context
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +61,51 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        sockets = bind_listeners(settings)
+        tls_context = server_context(settings)
+    except (ListenError, TlsConfigError) as error:
+        print(f"ledgermail: error: {error}", file=sys.stderr)
+        return 1
+    smtp_sockets = {name: sock for name, sock in sockets.items() if name in SMTP_LISTENERS}
+    smtp = bootstrap.smtp_service(container, tls_context)
+    await smtp.start(smtp_sockets)
     servers: list[uvicorn.Server] = []
     tasks: list[asyncio.Task[None]] = []
-    http = settings.listen.address("http")
-    if http is not None:
-        try:
-            listening = bind(*http)
-        except OSError as error:
-            print(f"ledgermail: error: cannot listen on {http[0]}:{http[1]} (http): "
-                  f"{error.strerror}", file=sys.stderr)
-            return 1
+    if "http" in sockets:
         config = uvicorn.Config(HTTP_APP, factory=True, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         servers.append(server)
-        tasks.append(asyncio.create_task(server.serve(sockets=[listening])))
+        tasks.append(asyncio.create_task(server.serve(sockets=[sockets["http"]])))
+    listening = ", ".join(f"{name} on {getattr(settings.listen, name)}" for name in sockets) or "nothing"
     print(f"ledgermail serving from {container.settings.store_url.split('@')[-1]}; "
-          f"http on {settings.listen.http or 'off'}; Ctrl-C stops", flush=True)
+          f"{listening}; Ctrl-C stops", flush=True)
     await stop.wait()
+    await smtp.stop()
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     print("ledgermail stopped", flush=True)
     return 0
+
+
+class ListenError(Exception):
+    pass
+
+
+def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
+    """Every configured listener this release serves, bound before any is served."""
+    bound: dict[str, socket.socket] = {}
+    for name in (*SMTP_LISTENERS, "http"):
+        address = settings.listen.address(name)
+        if address is None:
+            continue
+        try:
+            bound[name] = bind(*address)
+        except OSError as error:
+            for sock in bound.values():
+                sock.close()
+            raise ListenError(f"cannot listen on {address[0]}:{address[1]} ({name}): "
+                              f"{error.strerror}") from None
+    return bound

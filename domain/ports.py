@@ -103,3 +103,18 @@ class ReadModels(Protocol):
     def compact(self) -> None:
         """Make deleted rows unrecoverable from the view files (checkpoint, vacuum)."""
         ...
+
+
+class ScanVerdict(NamedTuple):
+    """What a content scanner decided: ``accept``, ``reject`` (5xx) or ``tempfail``
+    (4xx, e.g. the scanner is down: never a silent accept)."""
+
+    action: str = "accept"
+    reason: str = ""
+
+
+class Scanner(Protocol):
+    """Spam, virus and sender-authentication checks on an incoming message; a no-op
+    until the anti-abuse issue plugs real ones in."""
+
+    def scan(self, raw: bytes, channel: str) -> ScanVerdict: ...

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
@@ -129,7 +129,7 @@ def sealed_events(store: Container, count: int) -> list[StoredEvent]:
     """Real, sealed events of new system-scope aggregates (no personal data)."""
     stored = []
     for _ in range(count):
-        delivery = Delivery(blob_id="0" * 32, size=1, copy_ids=[], channel="test")
+        delivery = Delivery(delivery_id=uuid4(), blob_id="0" * 32, size=1, copy_ids=[], channel="test")
         delivery.stamp_envelope(store.app.envelope(None))
         stored += [store.app.mapper.to_stored_event(e) for e in delivery.collect_events()]
     return stored

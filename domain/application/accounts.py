@@ -8,6 +8,7 @@ from domain.application.base import LedgerApplication
 from domain.model.account import MAIL_DOMAINS_ID, Account, AddressIndex, MailDomains
 from domain.model.errors import (
     AuthenticationFailed,
+    DomainError,
     SubjectErased,
     UnknownAddress,
     UnknownDomain,
@@ -21,6 +22,8 @@ from domain.model.values import (
     normalize_domain,
 )
 
+#: RFC 5233 sub-addressing: ``user+tag@`` is delivered to ``user@``.
+SUBADDRESS_SEPARATOR = "+"
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 #: Verified against when the user is unknown, so both failures cost the same time.
@@ -114,6 +117,26 @@ class AccountUseCases(LedgerApplication):
         if index is None or index.account_id is None:
             raise UnknownAddress(address)
         return index.account_id
+
+    def delivery_account_id(self, address: str) -> UUID:
+        """Where mail for ``address`` goes: the address or alias itself, else, for
+        ``user+tag@domain``, the owner of ``user@domain`` (sub-addressing, RFC 5233)."""
+        index = self.index_for(address)
+        if index is not None and index.account_id is not None:
+            return index.account_id
+        local, _, domain = address.rpartition("@")
+        base, plus, _tag = local.partition(SUBADDRESS_SEPARATOR)
+        if plus and base:
+            index = self.index_for(f"{base}@{domain}")
+            if index is not None and index.account_id is not None:
+                return index.account_id
+        raise UnknownAddress(address)
+
+    def is_local_domain(self, domain: str) -> bool:
+        try:
+            return normalize_domain(domain) in self.list_domains()
+        except DomainError:
+            return False
 
     def account_for(self, address: str) -> Account:
         account_id = self.account_id_for(address)

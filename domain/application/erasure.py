@@ -16,12 +16,14 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from domain.application.context import acting
-from domain.application.mail import MailUseCases, StoredMessage
+from domain.application.mail import StoredMessage
+from domain.application.submission import SubmissionUseCases
 from domain.model.account import Account, AddressIndex
 from domain.model.base import Erased, ShreddedEvent
 from domain.model.compliance import ErasureRequest
 from domain.model.errors import LegalHoldActive, SubjectErased, UnknownAddress
 from domain.model.message import access_ledger_id_for, copy_id_for
+from domain.model.outbound import Outbox, outbound_message_id_for, outbox_id_for
 from domain.model.values import normalize_address
 from domain.ports import StreamScanner
 
@@ -50,7 +52,7 @@ class SubjectExport:
     mailboxes: list[MailboxExport]
 
 
-class ErasureUseCases(MailUseCases):
+class ErasureUseCases(SubmissionUseCases):
     def erase_subject(self, address: str, reason: str) -> dict[str, Any]:
         """Erase the person who owns ``address``; return the erasure receipt.
 
@@ -118,6 +120,13 @@ class ErasureUseCases(MailUseCases):
             kinds[mailbox_id] = "Mailbox"
             mailbox = self.repository.get(mailbox_id)
             candidates += [copy_id_for(mailbox_id, uid) for uid in range(1, mailbox.uidnext)]
+        outbox_id = outbox_id_for(account.id)
+        outbox: Outbox | None = self.load_or_none(outbox_id)
+        queued: list[UUID] = []
+        if outbox is not None:
+            kinds[outbox_id] = "Outbox"
+            queued = [outbound_message_id_for(outbox_id, n) for n in range(1, outbox.next_number)]
+            kinds.update((message_id, "OutboundMessage") for message_id in queued)
         versions = scanner.last_versions(list(kinds) + candidates)
         copies = [c for c in candidates if c in versions]
         kinds.update((copy_id, "MessageCopy") for copy_id in copies)
@@ -125,7 +134,8 @@ class ErasureUseCases(MailUseCases):
         # shows (expunged) are opened to find theirs.
         live = self.ports.read_models.blobs_of_copies([str(c) for c in copies])
         blob_ids: set[str] = set(live.values())
-        for stored in scanner.first_events([c for c in copies if str(c) not in live]):
+        unlisted = [c for c in copies if str(c) not in live] + [q for q in queued if q in versions]
+        for stored in scanner.first_events(unlisted):
             first = self.mapper.to_domain_event(stored)
             if not isinstance(first, ShreddedEvent):
                 blob_ids.add(first.blob_id)
@@ -136,7 +146,8 @@ class ErasureUseCases(MailUseCases):
         """Mark every stream in one transaction. A message arriving meanwhile moves a
         mailbox's version, the markers conflict, and the streams are listed again."""
         account: Account = self.repository.get(request.account_id)
-        mailbox_ids = [UUID(m) for m in account.mailbox_ids_ever]
+        # The outbox is locked too: a submission racing the erasure conflicts and retries.
+        mailbox_ids = [UUID(m) for m in account.mailbox_ids_ever] + [outbox_id_for(account.id)]
 
         def body() -> tuple[dict[UUID, tuple[str, int]], list[str], int]:
             # The view must show every copy made so far (it lists their bodies).

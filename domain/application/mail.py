@@ -33,6 +33,7 @@ from domain.model.values import (
     normalize_flags,
     normalize_mailbox_name,
 )
+from domain.ports import SealedBlob
 
 #: Default ceiling for one message; the SMTP SIZE limit is configured below it.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -95,34 +96,47 @@ class MailUseCases(AccountUseCases):
         self._check_size(raw)
         if not recipients:
             raise ValueError("a delivery needs at least one recipient")
-        account_ids: list[UUID] = []
-        for address in recipients:
-            account_id = self.account_id_for(address)
-            if account_id not in account_ids:
-                account_ids.append(account_id)
+        account_ids = self.recipient_accounts(recipients)
         inbox_ids = {account_id: self._inbox_id(account_id) for account_id in account_ids}
         summary = summarize(raw)
         internal_date = format_internal_date(self.ports.clock.now())
         sealed = self.ports.blobs.put(raw)
 
         def body() -> DeliveryResult:
-            delivery_id = uuid4()
-            objs: list[object] = []
-            refs: list[CopyRef] = []
-            for account_id in account_ids:
-                mailbox = self.load(inbox_ids[account_id], what="the recipient")
-                copy = self._new_copy(mailbox, [], internal_date, len(raw), sealed.blob_id,
-                                      sealed.data_key, summary, delivery_id)
-                objs += [mailbox, copy]
-                refs.append(CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id))
-            delivery = Delivery(blob_id=sealed.blob_id, size=len(raw),
-                                copy_ids=[ref.copy_id for ref in refs], channel=channel)
-            objs.append(delivery)
+            objs, result = self._delivery_objects(inbox_ids, raw, sealed, summary, internal_date, channel)
             position = self.save_with_envelope(*objs)
-            return DeliveryResult(delivery.id, refs, position)
+            return DeliveryResult(result.delivery_id, result.copies, position)
 
         with self._body_released_on_refusal(sealed.blob_id):
             return self.retrying("the recipients' inboxes", lambda: inbox_ids.values(), body)
+
+    def recipient_accounts(self, recipients: list[str]) -> list[UUID]:
+        """The accounts the addresses deliver to, each once, in order (sub-addresses
+        ``user+tag@`` included); raises ``UnknownAddress`` before anything is written."""
+        account_ids: list[UUID] = []
+        for address in recipients:
+            account_id = self.delivery_account_id(address)
+            if account_id not in account_ids:
+                account_ids.append(account_id)
+        return account_ids
+
+    def _delivery_objects(self, inbox_ids: dict[UUID, UUID], raw: bytes, sealed: SealedBlob,
+                          summary: dict[str, str], internal_date: str,
+                          channel: str) -> tuple[list[object], DeliveryResult]:
+        """A new copy in each recipient's INBOX and the Delivery that links them
+        (loaded under the caller's locks; nothing saved yet)."""
+        delivery_id = uuid4()
+        objs: list[object] = []
+        refs: list[CopyRef] = []
+        for account_id, inbox_id in inbox_ids.items():
+            mailbox = self.load(inbox_id, what="the recipient")
+            copy = self._new_copy(mailbox, [], internal_date, len(raw), sealed.blob_id,
+                                  sealed.data_key, summary, delivery_id)
+            objs += [mailbox, copy]
+            refs.append(CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id))
+        objs.append(Delivery(delivery_id=delivery_id, blob_id=sealed.blob_id, size=len(raw),
+                             copy_ids=[ref.copy_id for ref in refs], channel=channel))
+        return objs, DeliveryResult(delivery_id, refs, 0)
 
     @contextmanager
     def _body_released_on_refusal(self, blob_id: str) -> Iterator[None]:
@@ -162,10 +176,11 @@ class MailUseCases(AccountUseCases):
 
         def body() -> tuple[CopyRef, int]:
             mailbox = self.load(mailbox_id, what="the mailbox owner")
+            delivery_id = uuid4()
             copy = self._new_copy(mailbox, clean_flags, date, len(raw), sealed.blob_id,
-                                  sealed.data_key, summary, None)
-            delivery = Delivery(blob_id=sealed.blob_id, size=len(raw), copy_ids=[copy.id],
-                                channel="append")
+                                  sealed.data_key, summary, delivery_id)
+            delivery = Delivery(delivery_id=delivery_id, blob_id=sealed.blob_id, size=len(raw),
+                                copy_ids=[copy.id], channel="append")
             position = self.save_with_envelope(mailbox, copy, delivery)
             return CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id), position
 

@@ -68,8 +68,14 @@ def copy_id_for(mailbox_id: UUID, uid: int) -> UUID:
 class Delivery(SystemAggregate):
     """One accepted message: which copies it made from which blob. No personal data."""
 
+    @staticmethod
+    def create_id(delivery_id: UUID, **_: Any) -> UUID:  # type: ignore[override]
+        """Chosen by the caller, so the copies made in the same transaction name it."""
+        return delivery_id
+
     @event("Accepted")
-    def __init__(self, blob_id: str, size: int, copy_ids: list[UUID], channel: str) -> None:
+    def __init__(self, delivery_id: UUID, blob_id: str, size: int, copy_ids: list[UUID],
+                 channel: str) -> None:
         self.blob_id = blob_id
         self.size = size
         self.copy_ids = copy_ids

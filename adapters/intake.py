@@ -1,0 +1,173 @@
+"""The one intake pipeline every message goes through: MX, submission, ``ledgermail deliver``.
+
+Steps, in order: limits, parse, submission checks (RFC 6409 §8: From: must be the
+user's, Message-ID and Date added when missing), the Received: trace header (RFC 5321
+§4.4), the scan hook, then the deliver or submit use case. The client's bytes are stored
+as they came; the only change is header fields added at the top. Synchronous: the SMTP
+listener calls it in a worker thread, so concurrent DATA transactions share commits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import format_datetime, getaddresses
+from uuid import UUID, uuid4
+
+from domain.application.mail import DeliveryResult
+from domain.application.service import LedgerMail
+from domain.application.submission import RemoteRecipient
+from domain.model.errors import DomainError
+from domain.model.summary import header_block
+from domain.ports import Scanner
+
+#: Room left under the SIZE limit for the header fields the pipeline adds.
+ADDED_HEADER_ALLOWANCE = 4096
+_ADDRESS_LIKE = re.compile(r"[^\s<>,;:\"()\[\]\\]+@[^\s<>,;:\"()\[\]\\]+")
+_TLS_WORDS = re.compile(r"^[A-Za-z0-9._\- ]{1,120}\Z")
+_TRACE_TOKEN = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}\Z")
+
+
+class SenderNotOwned(DomainError):
+    """The From: header names an address that is not the authenticated user's."""
+
+
+class ContentRejected(DomainError):
+    """The scanner refused the message for good."""
+
+
+class ContentTempfail(Exception):
+    """The scanner could not decide (down, timed out): the sender must retry."""
+
+
+@dataclass
+class Arrival:
+    """How a message arrived: what the trace header and the use case need."""
+
+    channel: str  # "mx", "submission" or "cli"
+    local_recipients: list[str]
+    remote_recipients: list[RemoteRecipient] = field(default_factory=list)
+    mail_from: str = ""
+    account_id: UUID | None = None
+    helo: str = ""
+    client_ip: str = ""
+    hide_client_ip: bool = False
+    #: RFC 3848 "with" keyword: ESMTP, ESMTPS, ESMTPSA, UTF8SMTPS, ...
+    protocol: str = "ESMTP"
+    tls: str = ""
+    ret: str | None = None
+    envid: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    queue_id: str
+    stored_size: int
+    delivery: DeliveryResult | None
+    outbound_id: UUID | None
+
+
+class Intake:
+    def __init__(self, app: LedgerMail, hostname: str, scanner: Scanner) -> None:
+        self.app = app
+        self.hostname = hostname
+        self.scanner = scanner
+
+    def accept(self, arrival: Arrival, raw: bytes) -> Accepted:
+        queue_id = uuid4().hex[:16].upper()
+        self.app._check_size(raw)  # noqa: SLF001 - the same limit the use case applies
+        head = header_block(raw)
+        newline = b"\r\n" if b"\r\n" in head or not head else b"\n"
+        added: list[bytes] = []
+        if arrival.channel == "submission":
+            assert arrival.account_id is not None
+            self._check_from(arrival.account_id, head)
+            added += self._missing_fields(head)
+        stored = trace_header(arrival, self.hostname, queue_id, self.app.ports.clock.now(), newline)
+        stored += b"".join(line + newline for line in added) + raw
+        verdict = self.scanner.scan(stored, arrival.channel)
+        if verdict.action == "reject":
+            raise ContentRejected(verdict.reason or "content rejected")
+        if verdict.action == "tempfail":
+            raise ContentTempfail(verdict.reason or "scanner unavailable")
+        if arrival.channel == "submission":
+            assert arrival.account_id is not None
+            result = self.app.submit(arrival.account_id, arrival.mail_from, arrival.local_recipients,
+                                     arrival.remote_recipients, stored, ret=arrival.ret,
+                                     envid=arrival.envid)
+            return Accepted(queue_id, len(stored), result.delivery, result.outbound_id)
+        delivery = self.app.deliver(arrival.local_recipients, stored, channel=arrival.channel)
+        return Accepted(queue_id, len(stored), delivery, None)
+
+    # -- RFC 6409 §8 -------------------------------------------------------------------
+
+    def _check_from(self, account_id: UUID, head: bytes) -> None:
+        owned = {a.lower() for a in self.app.sender_addresses(account_id)}
+        values = [str(v) for v in BytesHeaderParser(policy=compat32).parsebytes(head).get_all("from") or []]
+        if len(values) != 1:
+            raise SenderNotOwned("exactly one From: header is required")
+        value = values[0]
+        parsed = [addr for _, addr in getaddresses([value]) if addr]
+        # Every address-like token must be the user's, so a display name cannot smuggle
+        # a second address past a lenient parser (CVE-2023-27043 class).
+        tokens = _ADDRESS_LIKE.findall(value)
+        if not parsed or not tokens:
+            raise SenderNotOwned("From: has no address")
+        for address in parsed + tokens:
+            if not owns(owned, address):
+                raise SenderNotOwned(address)
+
+    def _missing_fields(self, head: bytes) -> list[bytes]:
+        message = BytesHeaderParser(policy=compat32).parsebytes(head)
+        added = []
+        if message.get("message-id") is None:
+            added.append(f"Message-ID: <{uuid4().hex}@{self.hostname}>".encode())
+        if message.get("date") is None:
+            added.append(f"Date: {format_datetime(self.app.ports.clock.now())}".encode())
+        return added
+
+
+def owns(owned: set[str], address: str) -> bool:
+    """``address`` is one of ``owned``, or a sub-address (``user+tag@``) of one."""
+    address = address.strip().lower()
+    if address in owned:
+        return True
+    local, _, domain = address.rpartition("@")
+    base, plus, _ = local.partition("+")
+    return bool(plus) and f"{base}@{domain}" in owned
+
+
+def trace_token(text: str, fallback: str = "unknown") -> str:
+    """Client-chosen words (HELO name) go into a header only if they are a plain token:
+    no CR, LF, spaces or parentheses can reach the stored message (header injection)."""
+    return text if _TRACE_TOKEN.match(text) else fallback
+
+
+def trace_header(arrival: Arrival, hostname: str, queue_id: str, now: datetime, newline: bytes) -> bytes:
+    """RFC 5321 §4.4 Received: ``from`` the client, ``by`` us, ``with`` the RFC 3848
+    protocol, ``id``, and ``for`` only when there is one recipient (more would reveal
+    Bcc recipients to each other)."""
+    if arrival.channel == "cli":
+        source = "from local (ledgermail deliver)"
+        protocol = "LOCAL"
+    else:
+        helo = trace_token(arrival.helo)
+        if arrival.hide_client_ip or not arrival.client_ip:
+            source = f"from {helo}"
+        else:
+            source = f"from {helo} ([{trace_token(arrival.client_ip)}])"
+        protocol = arrival.protocol
+    lines = [f"Received: {source}", f"\tby {hostname} (ledgermail) with {protocol} id {queue_id}"]
+    if arrival.tls and _TLS_WORDS.match(arrival.tls):
+        lines.append(f"\t(using {arrival.tls})")
+    recipients = arrival.local_recipients + [r.address for r in arrival.remote_recipients]
+    when = format_datetime(now)
+    if len(recipients) == 1 and _ADDRESS_LIKE.fullmatch(recipients[0]):
+        lines.append(f"\tfor <{recipients[0]}>; {when}")
+    else:
+        lines[-1] += ";"
+        lines.append(f"\t{when}")
+    return newline.join(line.encode("utf-8", "surrogateescape") for line in lines) + newline

@@ -1,0 +1,68 @@
+"""Failed-login throttling shared by every protocol that authenticates.
+
+After each failure the next answer comes later (a delay doubling from
+``auth.failure_delay`` up to ``auth.max_failure_delay``, as Dovecot's
+``auth_failure_delay`` and mox's growing delay do); after ``ip_lockout_failures`` from one
+address or ``login_lockout_failures`` for one login name within ``lockout_seconds`` the
+address or login is refused outright until the window passes. Login names are counted
+as given, whether an account exists or not, so the answers never tell which names exist.
+State is per process and in memory: a restart forgives, like Postfix's anvil.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adapters.config import Auth
+
+
+@dataclass(frozen=True)
+class Verdict:
+    locked: bool
+    delay: float
+
+
+class LoginThrottle:
+    def __init__(self, settings: Auth, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._by_ip: dict[str, deque[float]] = defaultdict(deque)
+        self._by_login: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, table: dict[str, deque[float]], key: str) -> int:
+        if key not in table:
+            return 0
+        failures = table[key]
+        horizon = self.clock() - self.settings.lockout_seconds
+        while failures and failures[0] < horizon:
+            failures.popleft()
+        if not failures:
+            del table[key]
+            return 0
+        return len(failures)
+
+    def check(self, ip: str, login: str) -> Verdict:
+        """Before verifying a password: is this address or login locked out, and how
+        long should the answer wait (zero until the first failure)."""
+        ip_failures = self._recent(self._by_ip, ip)
+        login_failures = self._recent(self._by_login, login.lower())
+        locked = (ip_failures >= self.settings.ip_lockout_failures
+                  or login_failures >= self.settings.login_lockout_failures)
+        worst = max(ip_failures, login_failures)
+        delay = 0.0
+        if worst:
+            delay = min(self.settings.failure_delay * 2 ** (worst - 1), self.settings.max_failure_delay)
+        return Verdict(locked, delay)
+
+    def failed(self, ip: str, login: str) -> None:
+        now = self.clock()
+        self._by_ip[ip].append(now)
+        self._by_login[login.lower()].append(now)
+
+    def succeeded(self, ip: str, login: str) -> None:
+        """A good password clears the login's count (not the address's: one valid
+        account must not reset an attacker's budget for guessing the others)."""
+        self._by_login.pop(login.lower(), None)

@@ -1,0 +1,1 @@
+"""Content scanners behind the ``Scanner`` port (spam, virus, sender authentication)."""

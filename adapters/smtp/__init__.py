@@ -1,0 +1,1 @@
+"""SMTP in: the MX and submission listeners (aiosmtpd underneath)."""

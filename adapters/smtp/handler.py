@@ -1,0 +1,209 @@
+"""The decisions behind MAIL, RCPT, DATA and AUTH: relay policy, ownership of the sender,
+authentication with throttling, and the store (through the intake pipeline).
+
+Everything that touches the store runs in a worker thread (the use cases block), so one
+slow commit never stalls other connections, and concurrent DATA transactions meet in
+the same group commit. ``250`` is returned only after the use case returned, that is
+after the commit: an acknowledged message is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import errno
+import logging
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path as FsPath
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from adapters.intake import Arrival, ContentRejected, ContentTempfail, Intake, SenderNotOwned, owns
+from adapters.login_throttle import LoginThrottle
+from adapters.smtp import replies
+from adapters.smtp.paths import Path
+from adapters.smtp.protocol import LedgerEnvelope, LedgerSMTP
+from domain.application.context import acting
+from domain.application.service import LedgerMail
+from domain.application.submission import RemoteRecipient
+from domain.model.errors import (
+    AuthenticationFailed,
+    DomainError,
+    MessageTooLarge,
+    SubjectErased,
+    UnknownAddress,
+)
+from domain.model.values import normalize_address, normalize_domain
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Messages of storage errors that mean "the disk is full" (SQLite, PostgreSQL).
+_DISK_FULL_TEXT = ("database or disk is full", "no space left on device", "could not extend file")
+
+
+class MailHandler:
+    def __init__(self, app: LedgerMail, intake: Intake, throttle: LoginThrottle,
+                 executor: ThreadPoolExecutor, data_dir: FsPath, min_free_bytes: int,
+                 hide_client_ip_on_submission: bool) -> None:
+        self.app = app
+        self.intake = intake
+        self.throttle = throttle
+        self.executor = executor
+        self.data_dir = data_dir
+        self.min_free_bytes = min_free_bytes
+        self.hide_client_ip_on_submission = hide_client_ip_on_submission
+
+    async def _run(self, server: LedgerSMTP, fn: Callable[..., T], *args: Any) -> T:
+        """Run a use case in a worker thread, acting as this session's principal."""
+        principal = (f"user:{server.state.account_id}" if server.state.account_id
+                     else f"peer:{server.listener.kind}")
+        session_id = getattr(server, "session_id", None) or uuid4().hex[:12]
+        server.session_id = session_id  # type: ignore[attr-defined]
+
+        def call() -> T:
+            with acting(principal, protocol=f"smtp-{server.listener.name}", session=session_id,
+                        purpose="delivery"):
+                return fn(*args)
+
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, call)
+
+    # -- MAIL ------------------------------------------------------------------------
+
+    async def handle_MAIL(self, server: LedgerSMTP, session: Any, envelope: LedgerEnvelope,
+                          path: Path) -> str:
+        if self._disk_nearly_full():
+            return replies.NO_STORAGE  # Postfix's queue_minfree: refuse before the data comes
+        if server.is_submission:
+            if not path.address:
+                return replies.NULL_SENDER_REFUSED
+            owned = await self._run(server, self.app.sender_addresses, server.state.account_id)
+            if not owns({a.lower() for a in owned}, path.address):
+                return replies.SENDER_NOT_OWNED
+        return replies.SENDER_OK
+
+    def _disk_nearly_full(self) -> bool:
+        if not self.min_free_bytes:
+            return False
+        try:
+            return shutil.disk_usage(self.data_dir).free < self.min_free_bytes
+        except OSError:
+            return False
+
+    # -- RCPT ------------------------------------------------------------------------
+
+    async def handle_RCPT(self, server: LedgerSMTP, session: Any, envelope: LedgerEnvelope,
+                          path: Path, notify: list[str], orcpt: str | None) -> str:
+        if path.sender_routed:
+            return replies.ROUTING_DENIED
+        local_domain = (not path.is_address_literal and path.domain.isascii()
+                        and await self._run(server, self.app.is_local_domain, path.domain))
+        if local_domain:
+            try:
+                address = normalize_address(path.address)
+                await self._run(server, self.app.delivery_account_id, address)
+            except (DomainError, SubjectErased):
+                return replies.UNKNOWN_USER
+            if address not in envelope.local_recipients:
+                envelope.local_recipients.append(address)
+            return replies.RECIPIENT_OK
+        if not server.session.authenticated:
+            return replies.RELAY_DENIED  # RFC 5321 §3.6.2: no relaying for strangers
+        if path.is_address_literal:
+            return replies.ADDRESS_LITERAL_REFUSED
+        if path.domain.isascii():
+            try:
+                normalize_domain(path.domain)
+            except DomainError:
+                return replies.BAD_RECIPIENT_SYNTAX
+        envelope.remote_recipients.append(RemoteRecipient(path.address, notify, orcpt))
+        return replies.RECIPIENT_QUEUED
+
+    # -- DATA ------------------------------------------------------------------------
+
+    async def handle_DATA(self, server: LedgerSMTP, session: Any, envelope: LedgerEnvelope) -> str:
+        secure = server.state.secure
+        authenticated = bool(server.session.authenticated)
+        utf8 = envelope.smtp_utf8
+        # RFC 3848 / RFC 6531 §3.7.3 "with" keywords: ESMTP, ESMTPS, ESMTPSA, UTF8SMTPSA, ...
+        protocol = f"{'UTF8SMTP' if utf8 else 'ESMTP'}{'S' if secure else ''}{'A' if authenticated else ''}"
+        if not server.session.extended_smtp:
+            protocol = "SMTP"
+        arrival = Arrival(
+            channel=server.listener.kind,
+            local_recipients=list(envelope.local_recipients),
+            remote_recipients=list(envelope.remote_recipients),
+            mail_from=envelope.mail_from or "",
+            account_id=server.state.account_id,
+            helo=server.session.host_name or "",
+            client_ip=server.peer_ip,
+            hide_client_ip=server.is_submission and self.hide_client_ip_on_submission,
+            protocol=protocol,
+            tls=server.state.tls_description,
+            ret=envelope.ret,
+            envid=envelope.envid,
+        )
+        raw = envelope.original_content or b""
+        try:
+            accepted = await self._run(server, self.intake.accept, arrival, raw)
+        except SenderNotOwned:
+            return replies.FROM_NOT_OWNED
+        except MessageTooLarge:
+            return replies.TOO_BIG
+        except ContentRejected:
+            return replies.CONTENT_REJECTED
+        except ContentTempfail:
+            return replies.SCAN_TEMPFAIL
+        except UnknownAddress:
+            # Removed between RCPT and DATA: try again, the next RCPT will say 550.
+            return replies.LOCAL_ERROR
+        except Exception as error:  # noqa: BLE001 - the sender must retry, never bounce
+            return storage_failure_reply(error)
+        log.info("%s accepted %s (%d bytes, %d local, %d remote)", server.listener.name,
+                 accepted.queue_id, accepted.stored_size, len(arrival.local_recipients),
+                 len(arrival.remote_recipients))
+        return replies.queued(accepted.queue_id)
+
+    # -- AUTH ------------------------------------------------------------------------
+
+    async def authenticate(self, server: LedgerSMTP, session: Any, login: str, password: str) -> str:
+        ip = server.peer_ip
+        verdict = self.throttle.check(ip, login)
+        if verdict.locked:
+            await asyncio.sleep(verdict.delay)
+            return replies.AUTH_LOCKED
+        try:
+            account_id = await self._run(server, self.app.authenticate, login, password)
+        except (AuthenticationFailed, DomainError, SubjectErased, ValueError):
+            self.throttle.failed(ip, login)
+            await asyncio.sleep(self.throttle.check(ip, login).delay)
+            return replies.AUTH_FAILED
+        except Exception as error:  # noqa: BLE001 - store down: not the user's fault
+            log.warning("authentication could not be checked: %s", type(error).__name__)
+            return replies.AUTH_TEMPFAIL
+        self.throttle.succeeded(ip, login)
+        server.session.authenticated = True
+        server.state.account_id = account_id
+        server.state.login = login
+        return replies.AUTH_OK
+
+    async def handle_exception(self, error: Exception) -> str:
+        return storage_failure_reply(error)
+
+
+def storage_failure_reply(error: BaseException) -> str:
+    """451 for any fault (the sender retries), 452 when the disk is full; never a 5xx,
+    never the exception's text on the wire (it stays in our log)."""
+    log.error("transaction failed: %s: %s", type(error).__name__, error,
+              exc_info=not isinstance(error, OSError))
+    chain: BaseException | None = error
+    while chain is not None:
+        if isinstance(chain, OSError) and chain.errno in (errno.ENOSPC, errno.EDQUOT):
+            return replies.NO_STORAGE
+        if any(text in str(chain).lower() for text in _DISK_FULL_TEXT):
+            return replies.NO_STORAGE
+        chain = chain.__cause__ or chain.__context__
+    return replies.LOCAL_ERROR

@@ -1,0 +1,608 @@
+"""One SMTP connection: aiosmtpd's connection, STARTTLS and command loop, with our
+commands, limits and replies on top.
+
+aiosmtpd brings the parts that are easy to get wrong and that it has fixed: CRLF-only
+line ends in DATA (CVE-2024-27305, SMTP smuggling) and plaintext discarded after
+STARTTLS (CVE-2024-34083, RFC 3207 §4.2). It has no relay policy, no connection or
+error limits, no brute-force protection, rejects the RFC 3461 DSN parameters and turns
+handler exceptions into ``500`` with the exception text. So MAIL, RCPT, DATA, AUTH and
+EHLO are ours here; policy decisions are the handler's (``handler.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from adapters.config import Smtp as SmtpLimits
+from adapters.smtp import replies
+from adapters.smtp.paths import (
+    Path,
+    PathError,
+    check_envid,
+    check_notify,
+    check_orcpt,
+    check_ret,
+    is_xtext,
+    parse_path,
+)
+from domain.application.submission import RemoteRecipient
+
+log = logging.getLogger(__name__)
+
+#: Commands that do no work; a client sending many is stalling (Postfix junk commands).
+JUNK_COMMANDS = frozenset({"NOOP", "RSET", "HELP", "VRFY", "EXPN"})
+#: RFC 5321 §4.5.3.1.4: 512 octets a command line, plus room for the ESMTP parameters
+#: of RFC 1870 (SIZE), RFC 3461 (ORCPT ≤ 500, ENVID ≤ 100), RFC 6531 and RFC 4954 (AUTH=).
+COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 1000, "AUTH": 1000}
+#: Within one CRLF-terminated line: a dot with a bare CR or LF on either side, that is a
+#: "dot line" some other MTA would take as the end of DATA. No conforming sender emits it
+#: (dot-stuffing sends a real dot line as ".."); SMTP smuggling depends on it (smtpsmug
+#: vectors), so such a message is refused rather than passed on.
+_SMUGGLED_END = re.compile(rb"(?:\A|\r|\n)\.(?:\r|\n)")
+
+
+@dataclass
+class Listener:
+    """What one listening socket is: MX or submission, and how TLS is reached."""
+
+    name: str
+    kind: str  # "mx" or "submission"
+    implicit_tls: bool
+    hostname: str
+    limits: SmtpLimits
+    max_message_bytes: int
+
+
+class ConnectionTable:
+    """Open connections per client address and in total, across all SMTP listeners."""
+
+    def __init__(self, per_ip: int, total: int) -> None:
+        self.per_ip = per_ip
+        self.total = total
+        self.by_ip: collections.Counter[str] = collections.Counter()
+        self.open: set[LedgerSMTP] = set()
+
+    def admit(self, ip: str) -> str | None:
+        """None when admitted, else the reply to close with."""
+        if len(self.open) >= self.total:
+            return replies.SERVER_BUSY
+        if self.by_ip[ip] >= self.per_ip:
+            return replies.TOO_MANY_CONNECTIONS
+        self.by_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.by_ip[ip] -= 1
+        if self.by_ip[ip] <= 0:
+            del self.by_ip[ip]
+
+
+class LedgerEnvelope(Envelope):
+    """aiosmtpd's envelope plus what our transaction decided, recipient by recipient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.has_sender = False
+        self.local_recipients: list[str] = []
+        self.remote_recipients: list[RemoteRecipient] = []
+        self.ret: str | None = None
+        self.envid: str | None = None
+        self.body_8bit = False
+
+
+@dataclass
+class SessionState:
+    """Counters of one connection, for the limits."""
+
+    errors: int = 0
+    junk: int = 0
+    before_auth: int = 0
+    bytes_in: int = 0
+    account_id: Any = None
+    login: str = ""
+    secure: bool = False
+    tls_description: str = ""
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+class LedgerSMTP(SMTP):
+    def __init__(self, handler: Any, listener: Listener, table: ConnectionTable,
+                 tls_context: Any) -> None:
+        self.listener = listener
+        self.limits = listener.limits
+        self.table = table
+        self.state = SessionState(secure=listener.implicit_tls)
+        self._admitted_ip: str | None = None
+        self._greeted = False
+        self._closing = False
+        self._in_data = False
+        self._data_started = 0.0
+        self._data_bytes_at_start = 0
+        self.committing = False
+        size_limit = max(listener.max_message_bytes - 8192, 1024)
+        super().__init__(
+            handler,
+            data_size_limit=size_limit,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=listener.hostname,
+            ident="ESMTP ledgermail",
+            # Implicit TLS happens below us; STARTTLS only where the socket is plain.
+            tls_context=None if listener.implicit_tls else tls_context,
+            require_starttls=listener.kind == "submission" and not listener.implicit_tls,
+            timeout=self.limits.idle_timeout,
+            auth_require_tls=True,
+        )
+        # An instance table: aiosmtpd's is a class attribute shared by every session.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit,
+                                                           COMMAND_LIMITS)
+        for name, method in list(self._smtp_methods.items()):
+            self._smtp_methods[name] = self._limited(name, method)
+
+    def _create_envelope(self) -> LedgerEnvelope:
+        return LedgerEnvelope()
+
+    @property
+    def is_submission(self) -> bool:
+        return self.listener.kind == "submission"
+
+    @property
+    def peer_ip(self) -> str:
+        return self._admitted_ip or ""
+
+    # -- connection limits and deadlines -----------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None and self._original_transport is None
+        if first:
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else ""
+            refusal = self.table.admit(ip)
+            if refusal is not None:
+                self._closing = True
+                transport.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._admitted_ip = ip
+            self.table.open.add(self)
+        super().connection_made(transport)
+        if first:
+            self._after(self.limits.session_timeout, replies.SESSION_TOO_LONG)
+            if self.listener.implicit_tls:
+                self.state.tls_description = describe_tls(transport.get_extra_info("ssl_object"))
+        elif self._tls_protocol is not None:
+            self.state.secure = True
+            ssl_object = self._tls_protocol._extra.get("ssl_object")  # noqa: SLF001
+            self.state.tls_description = describe_tls(ssl_object)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted_ip is None:
+            return  # refused at the door: nothing was started
+        for timer in self.state.timers:
+            timer.cancel()
+        if self in self.table.open:
+            self.table.open.discard(self)
+            self.table.release(self._admitted_ip)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._admitted_ip is None:
+            return False
+        return super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        self.state.bytes_in += len(data)
+        if self._in_data:
+            # During DATA the idle deadline counts from the last byte, not the last
+            # command; the minimum rate (below) catches a drip instead.
+            self._reset_timeout()
+        super().data_received(data)
+
+    def _after(self, delay: float, reply: str) -> None:
+        self.state.timers.append(self.loop.call_later(delay, self.close_with, reply))
+
+    def close_with(self, reply: str) -> None:
+        """Say why (one 421 line) and close, whatever the session is doing."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        log.info("%s closing %s: %s", self.listener.name, self.peer_ip, reply)
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            self._writer.write(reply.encode() + b"\r\n")
+        self.transport.close()
+
+    def _timeout_cb(self) -> None:
+        self.close_with(replies.IDLE_TIMEOUT)
+
+    def _check_data_rate(self) -> None:
+        if not self._in_data or self._closing:
+            return
+        elapsed = time.monotonic() - self._data_started
+        received = self.state.bytes_in - self._data_bytes_at_start
+        if elapsed >= self.limits.data_rate_grace and received < self.limits.min_data_rate * elapsed:
+            self.close_with(replies.DATA_TOO_SLOW)
+            return
+        self.state.timers.append(self.loop.call_later(1.0, self._check_data_rate))
+
+    # -- replies -----------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        if self._closing:
+            return
+        if isinstance(status, bytes):
+            await super().push(status)
+            return
+        if not self._greeted:
+            self._greeted = True  # the 220 greeting carries no enhanced code (RFC 2034 §3)
+            await super().push(status)
+            return
+        status = replies.with_enhanced_code(status)
+        if replies.is_error(status) and not status.startswith("421"):
+            self.state.errors += 1
+            if self.state.errors > self.limits.soft_errors:
+                await asyncio.sleep(self.limits.error_delay)
+            if self.state.errors >= self.limits.max_errors:
+                await super().push(status)
+                self.close_with(replies.TOO_MANY_ERRORS)
+                return
+        await super().push(status)
+
+    async def push_raw(self, status: str) -> None:
+        if not self._closing:
+            await super().push(status)
+
+    # -- the command gate ----------------------------------------------------------------
+
+    def _limited(self, name: str, method: Any) -> Any:
+        async def gate(arg: str | None) -> None:
+            if self._closing:
+                return
+            if name in JUNK_COMMANDS:
+                self.state.junk += 1
+                if self.state.junk > self.limits.max_junk_commands:
+                    self.close_with(replies.TOO_MANY_COMMANDS)
+                    return
+            if self.is_submission and not self.session.authenticated and name != "QUIT":
+                self.state.before_auth += 1
+                if self.state.before_auth > self.limits.max_commands_before_auth:
+                    self.close_with(replies.TOO_MANY_COMMANDS)
+                    return
+            await method(arg)
+
+        return gate
+
+    # -- HELO / EHLO (RFC 5321 §4.1.1.1) -----------------------------------------------
+
+    def _greeting_name_ok(self, name: str | None) -> bool:
+        return bool(name) and name.isprintable() and len(name) <= 255 and " " not in name.strip()
+
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        if not self._greeting_name_ok(hostname):
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self.push_raw(f"250 {self.hostname}")
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if not self._greeting_name_ok(hostname):
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [
+            self.hostname,
+            "PIPELINING",  # RFC 2920
+            f"SIZE {self.data_size_limit}",  # RFC 1870
+            "8BITMIME",  # RFC 6152
+            "SMTPUTF8",  # RFC 6531
+            "ENHANCEDSTATUSCODES",  # RFC 2034
+            "DSN",  # RFC 3461
+        ]
+        if self.tls_context is not None and not self.state.secure:
+            lines.append("STARTTLS")  # RFC 3207
+        if self.is_submission and self.state.secure and not self.session.authenticated:
+            lines.append("AUTH PLAIN LOGIN")  # RFC 4954, only inside TLS
+        for line in lines[:-1]:
+            await self.push_raw(f"250-{line}")
+        await self.push_raw(f"250 {lines[-1]}")
+
+    # -- MAIL (RFC 5321 §4.1.1.2) --------------------------------------------------------
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        if self.is_submission and not self.session.authenticated:
+            await self.push(replies.AUTH_REQUIRED)
+            return
+        envelope: LedgerEnvelope = self.envelope
+        if envelope.has_sender:
+            await self.push(replies.NESTED_MAIL)
+            return
+        try:
+            path = parse_path(arg, "FROM:", utf8_allowed=True)
+            self._check_mail_params(path, envelope)
+        except PathError as error:
+            await self.push(self._path_error_reply(error, replies.BAD_SENDER_SYNTAX, replies.MAIL_SYNTAX))
+            return
+        if not self.session.extended_smtp and path.params:
+            await self.push(replies.MAIL_SYNTAX)
+            return
+        status = await self.event_handler.handle_MAIL(self, self.session, envelope, path)
+        if status.startswith("250"):
+            envelope.has_sender = True
+            envelope.mail_from = path.address
+            envelope.smtp_utf8 = "SMTPUTF8" in path.params
+        await self.push(status)
+
+    def _check_mail_params(self, path: Path, envelope: LedgerEnvelope) -> None:
+        params = dict(path.params)
+        if not path.address.isascii() and "SMTPUTF8" not in params:
+            raise PathError("utf8")
+        if "SMTPUTF8" in params and params.pop("SMTPUTF8") is not None:
+            raise PathError("parameter", "SMTPUTF8 takes no value")
+        size = params.pop("SIZE", None)
+        if size is not None:
+            if not size.isdigit() or len(size) > 20:
+                raise PathError("parameter", "SIZE")
+            if int(size) > self.data_size_limit:
+                raise PathError("size")
+        body = params.pop("BODY", None)
+        if body is not None:
+            if body.upper() not in ("7BIT", "8BITMIME"):
+                raise PathError("parameter", "BODY")
+            envelope.body_8bit = body.upper() == "8BITMIME"
+        if "RET" in params:
+            envelope.ret = check_ret(params.pop("RET"))
+        if "ENVID" in params:
+            envelope.envid = check_envid(params.pop("ENVID"))
+        auth = params.pop("AUTH", None)  # RFC 4954 §5: accepted, not trusted
+        if auth is not None and auth != "<>" and not is_xtext(auth):
+            raise PathError("parameter", "AUTH")
+        if params:
+            raise PathError("unknown", ",".join(params))
+
+    def _path_error_reply(self, error: PathError, bad_address: str, syntax: str) -> str:
+        if error.reason == "utf8":
+            return "553 5.6.7 Non-ASCII address without SMTPUTF8"
+        if error.reason == "size":
+            return replies.TOO_BIG_DECLARED
+        if error.reason == "unknown":
+            return replies.PARAMETERS_UNKNOWN
+        if error.reason == "parameter":
+            return replies.BAD_PARAMETER
+        if error.reason == "length":
+            return f"{bad_address} (too long)"
+        return bad_address if "@" in str(error) or error.reason == "syntax" else syntax
+
+    # -- RCPT (RFC 5321 §4.1.1.3) --------------------------------------------------------
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        envelope: LedgerEnvelope = self.envelope
+        if not envelope.has_sender:
+            await self.push(replies.NEED_MAIL)
+            return
+        try:
+            path = parse_path(arg, "TO:", utf8_allowed=envelope.smtp_utf8)
+            if not path.address:
+                raise PathError("syntax", "empty recipient")
+            notify = check_notify(path.params["NOTIFY"]) if "NOTIFY" in path.params else []
+            orcpt = check_orcpt(path.params["ORCPT"]) if "ORCPT" in path.params else None
+            unknown = set(path.params) - {"NOTIFY", "ORCPT"}
+            if unknown:
+                raise PathError("unknown", ",".join(unknown))
+        except PathError as error:
+            await self.push(self._path_error_reply(error, replies.BAD_RECIPIENT_SYNTAX, replies.RCPT_SYNTAX))
+            return
+        if len(envelope.rcpt_tos) >= self.limits.max_recipients:
+            # RFC 5321 §4.5.3.1.10: a temporary failure, so the client sends the rest later.
+            await self.push(replies.TOO_MANY_RECIPIENTS)
+            return
+        status = await self.event_handler.handle_RCPT(self, self.session, envelope, path, notify, orcpt)
+        if status.startswith("250"):
+            envelope.rcpt_tos.append(path.address)
+        await self.push(status)
+
+    # -- DATA (RFC 5321 §4.1.1.4) --------------------------------------------------------
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        envelope: LedgerEnvelope = self.envelope
+        if not envelope.has_sender:
+            await self.push(replies.NEED_MAIL)
+            return
+        if not envelope.rcpt_tos:
+            await self.push(replies.NEED_RCPT)
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push_raw("354 End data with <CR><LF>.<CR><LF>")
+        self._in_data = True
+        self._data_started = time.monotonic()
+        self._data_bytes_at_start = self.state.bytes_in
+        self._check_data_rate()
+        try:
+            outcome, raw = await self._read_data()
+        finally:
+            self._in_data = False
+        if outcome is not None:
+            self._set_post_data_state()
+            await self.push(outcome)
+            return
+        envelope.original_content = envelope.content = raw
+        self.committing = True
+        try:
+            status = await self.event_handler.handle_DATA(self, self.session, envelope)
+        finally:
+            self.committing = False
+        self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_data(self) -> tuple[str | None, bytes]:
+        """Read to the CRLF.CRLF end (only CRLF ends a line: RFC 5321 §2.3.8), keeping at
+        most the size limit in memory; the reason to refuse, or None and the bytes.
+        Every refusal is decided only after the end, so the session stays in step."""
+        lines: list[bytes] = []
+        size = 0
+        problem: str | None = None
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as error:
+                # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with CRLF.
+                problem = problem or replies.LINE_TOO_LONG
+                lines.clear()
+                await self._reader.read(error.consumed)
+                continue
+            if line == b".\r\n":
+                break
+            size += len(line)
+            if problem is not None:
+                continue
+            if size > self.data_size_limit:
+                problem = replies.TOO_BIG
+                lines.clear()
+            elif _SMUGGLED_END.search(line):
+                problem = replies.BARE_LINE_END
+                lines.clear()
+            elif b"\x00" in line:
+                problem = replies.NUL_IN_MESSAGE
+                lines.clear()
+            else:
+                # RFC 5321 §4.5.2: remove the dot-stuffing.
+                lines.append(line[1:] if line.startswith(b".") else line)
+        if problem is not None:
+            return problem, b""
+        raw = b"".join(lines)
+        lines.clear()
+        return None, raw
+
+    # -- AUTH (RFC 4954) ----------------------------------------------------------------
+
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        if not self.is_submission:
+            await self.push(replies.AUTH_NOT_HERE)
+            return
+        if await self.check_helo_needed("EHLO"):
+            return
+        if not self.state.secure:
+            await self.push(replies.ENCRYPTION_REQUIRED)
+            return
+        if self.session.authenticated:
+            await self.push(replies.ALREADY_AUTHENTICATED)
+            return
+        if self.envelope.has_sender:
+            # RFC 4954 §4: AUTH is not permitted during a mail transaction.
+            await self.push("503 5.5.1 AUTH not permitted during a mail transaction")
+            return
+        words = (arg or "").split()
+        if not 1 <= len(words) <= 2:
+            await self.push("501 5.5.4 Syntax: AUTH mechanism [initial-response]")
+            return
+        mechanism = words[0].upper()
+        initial = words[1] if len(words) == 2 else None
+        if mechanism == "PLAIN":
+            credentials = await self._auth_plain(initial)
+        elif mechanism == "LOGIN":
+            credentials = await self._auth_login(initial)
+        else:
+            await self.push(replies.AUTH_UNKNOWN_MECHANISM)
+            return
+        if credentials is None:
+            return  # the reason was sent
+        login, password = credentials
+        status = await self.event_handler.authenticate(self, self.session, login, password)
+        await self.push(status)
+
+    async def _response(self, challenge: bytes, initial: str | None) -> bytes | None:
+        """One client response (base64), or None after sending why not."""
+        if initial is not None:
+            text = initial.encode()
+        else:
+            await self.push_raw("334 " + base64.b64encode(challenge).decode())
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+                await self.push(replies.AUTH_BAD_BASE64)
+                return None
+            text = line.strip()
+        if text == b"*":
+            await self.push(replies.AUTH_ABORTED)  # RFC 4954 §4
+            return None
+        if text == b"=":
+            return b""
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            await self.push(replies.AUTH_BAD_BASE64)
+            return None
+
+    async def _auth_plain(self, initial: str | None) -> tuple[str, str] | None:
+        # RFC 4616: [authzid] NUL authcid NUL passwd
+        decoded = await self._response(b"", initial)
+        if decoded is None:
+            return None
+        parts = decoded.split(b"\x00")
+        if len(parts) != 3:
+            await self.push(replies.AUTH_FAILED)
+            return None
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            await self.push(replies.AUTH_FAILED)  # no proxy authorization
+            return None
+        return _text(login), _text(password)
+
+    async def _auth_login(self, initial: str | None) -> tuple[str, str] | None:
+        login = await self._response(b"Username:", initial)
+        if login is None:
+            return None
+        password = await self._response(b"Password:", None)
+        if password is None:
+            return None
+        return _text(login), _text(password)
+
+    # -- the rest ------------------------------------------------------------------------
+
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        await self.push(replies.VRFY_DISABLED)  # no address harvesting (Postfix disable_vrfy_command)
+
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        await self.push(replies.EXPN_DISABLED)
+
+    async def smtp_HELP(self, arg: str | None) -> None:
+        await self.push("214 2.0.0 See RFC 5321")
+
+    async def handle_exception(self, error: Exception) -> str:
+        return await self.event_handler.handle_exception(error)
+
+
+def _text(value: bytes) -> str:
+    """Credentials as text; invalid UTF-8 becomes text that matches no account."""
+    return value.decode("utf-8", "replace")
+
+
+def describe_tls(ssl_object: Any) -> str:
+    if ssl_object is None:
+        return ""
+    cipher = ssl_object.cipher()
+    return f"{ssl_object.version()} with cipher {cipher[0] if cipher else 'unknown'}"
+
+
+__all__ = ["ConnectionTable", "LedgerEnvelope", "LedgerSMTP", "Listener", "Session"]

@@ -1,0 +1,98 @@
+"""Submission (RFC 6409): a user's message for local and remote recipients at once.
+
+Local recipients get their copies now; remote recipients become one queued
+``OutboundMessage`` in the sender's outbox for the outbound worker. Both are written in
+one transaction over one stored body, so the message is accepted whole or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from domain.application.mail import DeliveryResult, MailUseCases, format_internal_date
+from domain.model.account import Account
+from domain.model.errors import InvalidAddress
+from domain.model.outbound import OutboundMessage, Outbox, outbox_id_for
+from domain.model.summary import summarize
+
+
+@dataclass(frozen=True)
+class RemoteRecipient:
+    """A remote RCPT with its RFC 3461 §4 parameters (NOTIFY, ORCPT), kept for DSNs."""
+
+    address: str
+    notify: list[str] = field(default_factory=list)
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    delivery: DeliveryResult | None
+    outbound_id: UUID | None
+    position: int
+
+
+class SubmissionUseCases(MailUseCases):
+    def sender_addresses(self, account_id: UUID) -> list[str]:
+        """The addresses a user may send as (RFC 6409 §6.1 says the MSA may check)."""
+        account: Account = self.load(account_id, what="the sender")
+        return list(account.addresses)
+
+    def submit(
+        self,
+        account_id: UUID,
+        mail_from: str,
+        local_recipients: list[str],
+        remote_recipients: list[RemoteRecipient],
+        raw: bytes,
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+        channel: str = "submission",
+    ) -> SubmissionResult:
+        """Deliver to the local recipients and queue the remote ones, in one commit."""
+        self._check_size(raw)
+        if not local_recipients and not remote_recipients:
+            raise ValueError("a submission needs at least one recipient")
+        for recipient in remote_recipients:
+            if not recipient.address or any(ord(ch) < 0x21 for ch in recipient.address):
+                raise InvalidAddress(recipient.address, "not a deliverable address")
+        sender: Account = self.load(account_id, what="the sender")
+        account_ids = self.recipient_accounts(local_recipients)
+        inbox_ids = {aid: self._inbox_id(aid) for aid in account_ids}
+        outbox_id = outbox_id_for(account_id)
+        summary = summarize(raw)
+        now = self.ports.clock.now()
+        internal_date = format_internal_date(now)
+        sealed = self.ports.blobs.put(raw)
+
+        def body() -> SubmissionResult:
+            objs: list[object] = []
+            delivery: DeliveryResult | None = None
+            if inbox_ids:
+                objs, delivery = self._delivery_objects(inbox_ids, raw, sealed, summary,
+                                                        internal_date, channel)
+            outbound_id = None
+            if remote_recipients:
+                outbox = self.load_or_none(outbox_id)
+                if outbox is None:
+                    outbox = Outbox(subject_id=sender.subject_id, account_id=account_id)
+                number = outbox.next_number
+                outbox.take_number()
+                message = OutboundMessage(
+                    subject_id=sender.subject_id, outbox_id=outbox_id, number=number,
+                    account_id=account_id, mail_from=mail_from,
+                    recipients=[{"address": r.address, "notify": list(r.notify), "orcpt": r.orcpt}
+                                for r in remote_recipients],
+                    ret=ret, envid=envid, size=len(raw), blob_id=sealed.blob_id,
+                    data_key=sealed.data_key, queued_at=self.now_iso())
+                objs += [outbox, message]
+                outbound_id = message.id
+            position = self.save_with_envelope(*objs)
+            if delivery is not None:
+                delivery = DeliveryResult(delivery.delivery_id, delivery.copies, position)
+            return SubmissionResult(delivery, outbound_id, position)
+
+        with self._body_released_on_refusal(sealed.blob_id):
+            return self.retrying("the sender's outbox", lambda: [*inbox_ids.values(), outbox_id], body)
