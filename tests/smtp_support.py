@@ -1,0 +1,158 @@
+"""A real ledgermail SMTP service on 127.0.0.1 for protocol tests, and small client helpers.
+
+The service runs in this process on its own event loop thread, with the same classes
+``ledgermail serve`` uses (bootstrap.smtp_service), on ports the OS picks. Tests talk to
+it over real sockets with smtplib, raw sockets or swaks; they read results back
+through the use cases and views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from adapters import bootstrap
+from adapters.bootstrap import Container
+from adapters.serve import bind
+from adapters.smtp.server import SmtpService
+from adapters.tls import server_context
+from domain.application.context import acting
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class RunningSmtp:
+    container: Container
+    service: SmtpService
+    ports: dict[str, int]
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def mx(self) -> int:
+        return self.ports["smtp"]
+
+    @property
+    def submission(self) -> int:
+        return self.ports["submission"]
+
+    @property
+    def submissions(self) -> int:
+        return self.ports["submissions"]
+
+    @property
+    def app(self) -> Any:
+        return self.container.app
+
+
+@contextmanager
+def running_smtp(container: Container) -> Iterator[RunningSmtp]:
+    """Serve the three SMTP listeners of ``container``'s settings on free ports."""
+    sockets = {name: bind("127.0.0.1", 0) for name in ("smtp", "submission", "submissions")}
+    ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+    service = bootstrap.smtp_service(container, server_context(container.settings))
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(service.start(sockets))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="smtp-test-server", daemon=True)
+    thread.start()
+    assert started.wait(10), "SMTP service did not start"
+    try:
+        yield RunningSmtp(container, service, ports, loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def add_user(container: Container, address: str, password: str = PASSWORD) -> Any:
+    with acting("admin:test", protocol="test", purpose="testing"):
+        return container.app.create_account(address, password)
+
+
+def inbox_bodies(container: Container, address: str) -> list[bytes]:
+    """Every message body in the INBOX of ``address``'s owner, oldest first."""
+    app = container.app
+    with acting("admin:test", protocol="test", purpose="testing"):
+        account = app.account_for(address)
+        mailbox = app.repository.get(account.mailbox_id("INBOX"))
+        return [app.ports.blobs.get(copy.blob_id, copy.data_key) for copy in app.live_copies(mailbox)]
+
+
+def client_context() -> ssl.SSLContext:
+    """Clients in tests accept the self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RawClient:
+    """A byte-level SMTP client, for what smtplib refuses to send."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> bytes:
+        """One whole reply (all its lines); b"" when the server closed."""
+        lines = []
+        while True:
+            line = self._line()
+            if not line:
+                return b"".join(lines)
+            lines.append(line)
+            if len(line) < 4 or line[3:4] != b"-":
+                return b"".join(lines)
+
+    def _line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                line, self.buffer = self.buffer, b""
+                return line
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    def command(self, line: bytes | str) -> bytes:
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def closed_within(self, seconds: float) -> bytes:
+        """Read until the server closes; what it said. Fails if still open after ``seconds``."""
+        self.sock.settimeout(seconds)
+        received = self.buffer
+        self.buffer = b""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                return received
+            if not chunk:
+                return received
+            received += chunk
+        raise AssertionError(f"server still open after {seconds}s: {received!r}")
+
+    def close(self) -> None:
+        self.sock.close()
