@@ -80,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_argument("address")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
+    alias = command("alias", "extra addresses delivering to an account")
+    alias_cmds = alias.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = alias_cmds.add_parser("add", help="make ALIAS deliver to ACCOUNT (and log in as it)")
+    _common(add, top=False)
+    add.add_argument("alias")
+    add.add_argument("account", metavar="ACCOUNT", help="the account's primary address")
+    remove = alias_cmds.add_parser("remove", help="stop accepting mail for ALIAS")
+    _common(remove, top=False)
+    remove.add_argument("alias")
+    listing = alias_cmds.add_parser("list", help="list aliases (of one account, or all)")
+    _common(listing, top=False)
+    listing.add_argument("account", nargs="?", metavar="ACCOUNT")
+
     deliver = command("deliver", "deliver a message from stdin to local addresses")
     deliver.add_argument("addresses", nargs="+", metavar="ADDRESS")
 
@@ -157,11 +170,38 @@ def cmd_user(container: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_alias(container: Any, args: argparse.Namespace) -> int:
+    app = container.app
+    if args.action == "add":
+        app.add_alias(args.account, args.alias)
+        print(f"alias {args.alias.lower()} delivers to {args.account.lower()}")
+    elif args.action == "remove":
+        # The alias names its own account, so it is all the use case needs.
+        app.remove_alias(args.alias, args.alias)
+        print(f"alias {args.alias.lower()} removed")
+    else:
+        container.catch_up()
+        wanted = args.account.lower() if args.account else None
+        if wanted is not None:
+            app.account_id_for(wanted)  # an unknown account is an error, not an empty list
+        for row in container.mailbox_view.accounts():
+            if wanted in (None, row.address):
+                for name in sorted(row.aliases):
+                    print(f"{name} -> {row.address}")
+    return EXIT_OK
+
+
 def cmd_deliver(container: Any, args: argparse.Namespace) -> int:
+    from adapters.bootstrap import intake
+    from adapters.intake import Arrival
+
     raw = sys.stdin.buffer.read()
     if not raw.strip():
         raise CommandError("no message on standard input")
-    result = container.app.deliver(list(args.addresses), raw, channel="cli")
+    # The same pipeline as SMTP: limits, Received: trace header, scan hook, delivery.
+    accepted = intake(container).accept(Arrival("cli", list(args.addresses)), raw)
+    assert accepted.delivery is not None
+    result = accepted.delivery
     for address, ref in zip(_dedupe(args.addresses, len(result.copies)), result.copies, strict=False):
         print(f"delivered to {address.lower()}: INBOX uid {ref.uid}")
     return EXIT_OK
@@ -229,6 +269,7 @@ def cmd_hold(container: Any, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "domain": cmd_domain,
     "user": cmd_user,
+    "alias": cmd_alias,
     "deliver": cmd_deliver,
     "export": cmd_export,
     "erase": cmd_erase,

@@ -90,6 +90,56 @@ def test_the_readme_walk_goes_from_zero_to_an_erasure_receipt(settings: Settings
     assert verified.stdout.startswith("audit trail intact")
 
 
+def test_deliver_adds_only_a_received_header_in_front_of_the_message(settings: Settings) -> None:
+    ledgermail(settings, "domain", "add", "example.test")
+    ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin", stdin=b"a long secret\n")
+    assert ledgermail(settings, "deliver", "alice@example.test", stdin=MESSAGE).returncode == 0
+    from adapters.bootstrap import build
+    from tests.smtp_support import inbox_bodies
+
+    container = build(settings)
+    try:
+        [stored] = inbox_bodies(container, "alice@example.test")
+    finally:
+        container.close()
+    header, _, rest = stored.partition(b"\r\n\t")
+    assert header == b"Received: from local (ledgermail deliver)"
+    assert rest.startswith(b"by localhost (ledgermail) with LOCAL id ")
+    assert b"\tfor <alice@example.test>; " in stored
+    assert stored.endswith(b"\r\n" + MESSAGE)
+    assert stored.count(b"Received:") == 1
+
+
+def test_aliases_are_added_listed_used_and_removed(settings: Settings) -> None:
+    ledgermail(settings, "domain", "add", "example.test")
+    ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin", stdin=b"a long secret\n")
+    added = ledgermail(settings, "alias", "add", "Postmaster@example.test", "alice@example.test")
+    assert (added.returncode, added.stdout) == (0, "alias postmaster@example.test delivers to alice@example.test\n")
+    ledgermail(settings, "alias", "add", "abuse@example.test", "alice@example.test")
+    listed = ledgermail(settings, "alias", "list")
+    assert listed.stdout == ("abuse@example.test -> alice@example.test\n"
+                             "postmaster@example.test -> alice@example.test\n")
+    assert ledgermail(settings, "alias", "list", "alice@example.test").stdout == listed.stdout
+    delivered = ledgermail(settings, "deliver", "postmaster@example.test", stdin=MESSAGE)
+    assert delivered.stdout == "delivered to postmaster@example.test: INBOX uid 1\n"
+
+    assert_one_line_error(ledgermail(settings, "alias", "add", "abuse@example.test", "alice@example.test"),
+                          2, "abuse@example.test")
+    assert_one_line_error(ledgermail(settings, "alias", "add", "x@elsewhere.test", "alice@example.test"),
+                          2, "unknown domain 'elsewhere.test'")
+    assert_one_line_error(ledgermail(settings, "alias", "add", "x@example.test", "ghost@example.test"),
+                          2, "unknown address")
+    assert_one_line_error(ledgermail(settings, "alias", "list", "ghost@example.test"), 2, "unknown address")
+
+    removed = ledgermail(settings, "alias", "remove", "postmaster@example.test")
+    assert (removed.returncode, removed.stdout) == (0, "alias postmaster@example.test removed\n")
+    assert ledgermail(settings, "alias", "list").stdout == "abuse@example.test -> alice@example.test\n"
+    assert_one_line_error(ledgermail(settings, "deliver", "postmaster@example.test", stdin=MESSAGE),
+                          2, "unknown address")
+    assert_one_line_error(ledgermail(settings, "alias", "remove", "postmaster@example.test"),
+                          2, "unknown address")
+
+
 def test_unknown_addresses_and_domains_are_one_line_errors(settings: Settings) -> None:
     ledgermail(settings, "domain", "add", "example.test")
     assert_one_line_error(ledgermail(settings, "deliver", "ghost@example.test", stdin=MESSAGE),
@@ -161,9 +211,13 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def start_server(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+def start_server(settings: Settings, port: int, **smtp_ports: int) -> subprocess.Popen[bytes]:
+    """``serve`` with HTTP on ``port`` and the SMTP listeners on the given or free ports
+    (never the defaults, which a developer's own server may hold)."""
     env = command_env(settings)
     env["LEDGERMAIL_LISTEN__HTTP"] = f"127.0.0.1:{port}"
+    for name in ("smtp", "submission", "submissions"):
+        env[f"LEDGERMAIL_LISTEN__{name.upper()}"] = f"127.0.0.1:{smtp_ports.get(name) or free_port()}"
     return subprocess.Popen([str(LEDGERMAIL), "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
