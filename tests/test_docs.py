@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import re
+import smtplib
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.smtp_support import client_context, running_smtp
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_DIRS = ("domain", "projections", "adapters", "api")
@@ -44,3 +50,27 @@ def test_every_rfc_cited_in_the_code_is_listed_in_docs_rfc_md() -> None:
     cited = rfcs_cited_in_code()
     assert len(cited) >= 5
     assert {number: where for number, where in cited.items() if number not in table} == {}
+
+
+#: EHLO keyword -> the RFC that defines it.
+EHLO_KEYWORDS = {"PIPELINING": "2920", "SIZE": "1870", "8BITMIME": "6152", "SMTPUTF8": "6531",
+                 "ENHANCEDSTATUSCODES": "2034", "DSN": "3461", "STARTTLS": "3207", "AUTH": "4954"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_every_keyword_the_smtp_listeners_advertise_is_documented_as_implemented(store: Any) -> None:
+    advertised: set[str] = set()
+    with running_smtp(store) as server:
+        with smtplib.SMTP("127.0.0.1", server.mx) as client:
+            client.ehlo("docs.test")
+            advertised |= {keyword.upper() for keyword in client.esmtp_features}
+        with smtplib.SMTP("127.0.0.1", server.submission) as client:
+            client.starttls(context=client_context())
+            client.ehlo("docs.test")
+            advertised |= {keyword.upper() for keyword in client.esmtp_features}
+    assert {"PIPELINING", "STARTTLS", "AUTH", "DSN"} <= advertised
+    unknown = advertised - set(EHLO_KEYWORDS)
+    assert unknown == set(), f"add these EHLO keywords to EHLO_KEYWORDS and docs/rfc.md: {unknown}"
+    table = rfc_table()
+    assert {k: table.get(EHLO_KEYWORDS[k]) for k in advertised
+            if table.get(EHLO_KEYWORDS[k]) not in ("Yes", "Partial")} == {}
