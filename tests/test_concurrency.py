@@ -71,8 +71,37 @@ def test_twenty_concurrent_deliveries_get_uids_one_to_twenty(store: Container) -
 
     uids = [result.copies[0].uid for result in refs]
     assert sorted(uids) == list(range(1, WRITERS + 1))
-    assert len({result.position for result in refs}) == WRITERS
     assert_inbox_holds(store, alice, {uid: message(i) for i, uid in enumerate(uids)})
+
+
+def test_deliveries_waiting_for_a_busy_inbox_are_stored_in_one_commit_in_arrival_order(
+    store: Container,
+) -> None:
+    alice = store.app.create_account("alice@example.test", PASSWORD)
+    inbox_id = store.app.mailbox_id_of(alice, "INBOX")
+    waiting = store.app._waiting_deliveries  # noqa: SLF001 - observing the queue
+    refs: dict[int, Any] = {}
+
+    def deliver(i: int) -> None:
+        with acting("admin:test", protocol="test", purpose="testing"):
+            refs[i] = store.app.deliver(["alice@example.test"], message(i))
+
+    threads = []
+    with store.app.locks.hold([inbox_id]):  # the inbox is busy
+        for i in range(5):
+            threads.append(threading.Thread(target=deliver, args=(i,)))
+            threads[-1].start()
+            deadline = time.monotonic() + 10
+            while len(waiting._queues.get((inbox_id,), [])) < i + 1:  # noqa: SLF001
+                assert time.monotonic() < deadline, "delivery never queued"
+                time.sleep(0.001)
+    for thread in threads:
+        thread.join(30)
+
+    assert [refs[i].copies[0].uid for i in range(5)] == [1, 2, 3, 4, 5]
+    assert len({refs[i].position for i in range(5)}) == 1
+    assert waiting._queues == {}  # noqa: SLF001
+    assert_inbox_holds(store, alice, {i + 1: message(i) for i in range(5)})
 
 
 def test_concurrent_deliveries_from_two_processes_get_distinct_consecutive_uids(

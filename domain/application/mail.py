@@ -7,12 +7,15 @@ reach it (read-your-writes).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID, uuid4
+
+from eventsourcing.persistence import IntegrityError
 
 from domain.application.accounts import AccountUseCases
 from domain.model.account import Account
@@ -77,8 +80,43 @@ def format_internal_date(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+@dataclass
+class _PendingDelivery:
+    raw: bytes
+    sealed: SealedBlob
+    summary: dict[str, str]
+    internal_date: str
+    channel: str
+    result: DeliveryResult | None = None
+    error: BaseException | None = None
+
+
+class _WaitingDeliveries:
+    """Deliveries queued per set of inboxes until one of them holds the inboxes' locks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[tuple[UUID, ...], list[_PendingDelivery]] = {}
+
+    def add(self, key: tuple[UUID, ...], item: _PendingDelivery) -> None:
+        with self._lock:
+            self._queues.setdefault(key, []).append(item)
+
+    def take(self, key: tuple[UUID, ...]) -> list[_PendingDelivery]:
+        with self._lock:
+            return self._queues.pop(key, [])
+
+    def put_back(self, key: tuple[UUID, ...], batch: list[_PendingDelivery]) -> None:
+        with self._lock:
+            self._queues[key] = batch + self._queues.get(key, [])
+
+
 class MailUseCases(AccountUseCases):
     max_message_bytes = MAX_MESSAGE_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting_deliveries = _WaitingDeliveries()
 
     def _check_size(self, raw: bytes) -> None:
         if len(raw) > self.max_message_bytes:
@@ -92,23 +130,60 @@ class MailUseCases(AccountUseCases):
         The blob is durable before the events; the events of all recipients commit in
         one transaction, so the delivery is all or nothing. Unknown recipients raise
         before anything is written.
+
+        Deliveries to the same inboxes that wait for each other's lock are combined:
+        whoever gets the lock stores every waiting one in the same transaction (UIDs
+        in arrival order), so a busy mailbox costs one commit per batch, not per message.
         """
         self._check_size(raw)
         if not recipients:
             raise ValueError("a delivery needs at least one recipient")
         account_ids = self.recipient_accounts(recipients)
         inbox_ids = {account_id: self._inbox_id(account_id) for account_id in account_ids}
-        summary = summarize(raw)
-        internal_date = format_internal_date(self.ports.clock.now())
         sealed = self.ports.blobs.put(raw)
+        pending = _PendingDelivery(raw, sealed, summarize(raw),
+                                   format_internal_date(self.ports.clock.now()), channel)
+        key = tuple(inbox_ids.values())
+        self._waiting_deliveries.add(key, pending)
 
-        def body() -> DeliveryResult:
-            objs, result = self._delivery_objects(inbox_ids, raw, sealed, summary, internal_date, channel)
-            position = self.save_with_envelope(*objs)
-            return DeliveryResult(result.delivery_id, result.copies, position)
+        def body() -> None:
+            batch = self._waiting_deliveries.take(key)
+            if batch:
+                self._store_batch(inbox_ids, batch)
 
         with self._body_released_on_refusal(sealed.blob_id):
-            return self.retrying("the recipients' inboxes", lambda: inbox_ids.values(), body)
+            self.retrying("the recipients' inboxes", lambda: inbox_ids.values(), body)
+            if pending.error is not None:
+                raise pending.error
+            assert pending.result is not None, "a delivery left its batch unstored"
+            return pending.result
+
+    def _store_batch(self, inbox_ids: dict[UUID, UUID], batch: list[_PendingDelivery]) -> None:
+        """Save every delivery of the batch in one transaction (under the inboxes' locks).
+        On a version conflict the batch goes back to the queue and ``retrying`` runs
+        again; any other failure is every member's failure."""
+        try:
+            mailboxes = {inbox_id: self.load(inbox_id, what="the recipient")
+                         for inbox_id in inbox_ids.values()}
+            objs: list[object] = list(mailboxes.values())
+            results = []
+            for item in batch:
+                item_objs, result = self._delivery_objects(inbox_ids, item.raw, item.sealed, item.summary,
+                                                           item.internal_date, item.channel, mailboxes)
+                objs += [o for o in item_objs if not isinstance(o, Mailbox)]
+                results.append(result)
+            position = self.save_with_envelope(*objs)
+        except IntegrityError:
+            self._waiting_deliveries.put_back(tuple(inbox_ids.values()), batch)
+            raise
+        except BaseException as error:
+            for item in batch:
+                item.error = error
+            if isinstance(error, DomainError):
+                return  # each member raises it in its own thread (and frees its body)
+            raise
+        for item, result in zip(batch, results, strict=True):
+            item.result = DeliveryResult(result.delivery_id, result.copies, position)
 
     def recipient_accounts(self, recipients: list[str]) -> list[UUID]:
         """The accounts the addresses deliver to, each once, in order (sub-addresses
@@ -121,15 +196,16 @@ class MailUseCases(AccountUseCases):
         return account_ids
 
     def _delivery_objects(self, inbox_ids: dict[UUID, UUID], raw: bytes, sealed: SealedBlob,
-                          summary: dict[str, str], internal_date: str,
-                          channel: str) -> tuple[list[object], DeliveryResult]:
+                          summary: dict[str, str], internal_date: str, channel: str,
+                          mailboxes: dict[UUID, Mailbox] | None = None,
+                          ) -> tuple[list[object], DeliveryResult]:
         """A new copy in each recipient's INBOX and the Delivery that links them
-        (loaded under the caller's locks; nothing saved yet)."""
+        (loaded under the caller's locks, or taken from ``mailboxes``; nothing saved yet)."""
         delivery_id = uuid4()
         objs: list[object] = []
         refs: list[CopyRef] = []
         for account_id, inbox_id in inbox_ids.items():
-            mailbox = self.load(inbox_id, what="the recipient")
+            mailbox = mailboxes[inbox_id] if mailboxes else self.load(inbox_id, what="the recipient")
             copy = self._new_copy(mailbox, [], internal_date, len(raw), sealed.blob_id,
                                   sealed.data_key, summary, delivery_id)
             objs += [mailbox, copy]
