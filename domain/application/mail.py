@@ -117,6 +117,7 @@ class MailUseCases(AccountUseCases):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._waiting_deliveries = _WaitingDeliveries()
+        self._inbox_ids: dict[UUID, UUID] = {}
 
     def _check_size(self, raw: bytes) -> None:
         if len(raw) > self.max_message_bytes:
@@ -226,8 +227,13 @@ class MailUseCases(AccountUseCases):
             raise
 
     def _inbox_id(self, account_id: UUID) -> UUID:
-        account: Account = self.load(account_id, what="the recipient")
-        return account.mailbox_id("INBOX")
+        """INBOX can be neither renamed nor deleted, so its id is the account's for
+        life and is remembered (an erased account fails on its mailbox instead)."""
+        inbox_id = self._inbox_ids.get(account_id)
+        if inbox_id is None:
+            account: Account = self.load(account_id, what="the recipient")
+            inbox_id = self._inbox_ids[account_id] = account.mailbox_id("INBOX")
+        return inbox_id
 
     @staticmethod
     def _new_copy(mailbox: Mailbox, flags: list[str], internal_date: str, size: int,
