@@ -81,10 +81,11 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    for path in (cert, key):
+        if not path.is_file():
+            raise TlsConfigError(f"TLS file not found: {path}")
     try:
         context.load_cert_chain(cert, key)
-    except FileNotFoundError as error:
-        raise TlsConfigError(f"TLS file not found: {error.filename}") from None
-    except (ssl.SSLError, ValueError) as error:
+    except (ssl.SSLError, OSError, ValueError) as error:
         raise TlsConfigError(f"cannot load TLS certificate {cert} and key {key}: {error}") from None
     return context

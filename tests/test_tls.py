@@ -100,6 +100,6 @@ def test_serve_with_a_missing_certificate_is_a_one_line_error(settings: Settings
     result = subprocess.run([str(LEDGERMAIL), "--config", str(config), "serve"], env=env,
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 1
-    assert result.stderr.decode().startswith("ledgermail: error: TLS file not found: ")
+    assert result.stderr.decode() == f"ledgermail: error: TLS file not found: {tmp_path}/none.pem\n"
     assert b"Traceback" not in result.stderr
     assert len(result.stderr.decode().strip().splitlines()) == 1
