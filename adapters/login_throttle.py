@@ -7,12 +7,16 @@ address or ``login_lockout_failures`` for one login name within ``lockout_second
 address or login is refused outright until the window passes. Login names are counted
 as given, whether an account exists or not, so the answers never tell which names exist.
 State is per process and in memory: a restart forgives, like Postfix's anvil.
+
+Attempts still being verified count towards the lockout (``begin``/``end``): the
+password check takes a while in a worker thread, and without that, guesses sent at
+once on many connections would all pass ``check`` before the first failure is recorded.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +35,9 @@ class LoginThrottle:
         self.clock = clock
         self._by_ip: dict[str, deque[float]] = defaultdict(deque)
         self._by_login: dict[str, deque[float]] = defaultdict(deque)
+        #: Attempts between ``begin`` and ``end``, per address and per login.
+        self._pending_ip: Counter[str] = Counter()
+        self._pending_login: Counter[str] = Counter()
 
     def _recent(self, table: dict[str, deque[float]], key: str) -> int:
         if key not in table:
@@ -49,13 +56,33 @@ class LoginThrottle:
         long should the answer wait (zero until the first failure)."""
         ip_failures = self._recent(self._by_ip, ip)
         login_failures = self._recent(self._by_login, login.lower())
-        locked = (ip_failures >= self.settings.ip_lockout_failures
-                  or login_failures >= self.settings.login_lockout_failures)
+        # An attempt in flight may yet fail: it uses up the budget now.
+        locked = (ip_failures + self._pending_ip[ip] >= self.settings.ip_lockout_failures
+                  or login_failures + self._pending_login[login.lower()]
+                  >= self.settings.login_lockout_failures)
         worst = max(ip_failures, login_failures)
         delay = 0.0
         if worst:
             delay = min(self.settings.failure_delay * 2 ** (worst - 1), self.settings.max_failure_delay)
         return Verdict(locked, delay)
+
+    def begin(self, ip: str, login: str) -> Verdict:
+        """``check``, and unless locked count this attempt as in flight until ``end``.
+        Call both from one thread (the event loop) with no await between check and use."""
+        verdict = self.check(ip, login)
+        if not verdict.locked:
+            self._pending_ip[ip] += 1
+            self._pending_login[login.lower()] += 1
+        return verdict
+
+    def end(self, ip: str, login: str, *, failed: bool) -> None:
+        """The attempt ``begin`` admitted is over (call it whatever happened)."""
+        for table, key in ((self._pending_ip, ip), (self._pending_login, login.lower())):
+            table[key] -= 1
+            if table[key] <= 0:
+                del table[key]
+        if failed:
+            self.failed(ip, login)
 
     def failed(self, ip: str, login: str) -> None:
         now = self.clock()

@@ -171,19 +171,27 @@ class MailHandler:
 
     async def authenticate(self, server: LedgerSMTP, session: Any, login: str, password: str) -> str:
         ip = server.peer_ip
-        verdict = self.throttle.check(ip, login)
+        # begin/end, not check: guesses sent at once on many connections must not all
+        # pass the lockout check while the first ones are still being verified.
+        verdict = self.throttle.begin(ip, login)
         if verdict.locked:
             await asyncio.sleep(verdict.delay)
             return replies.AUTH_LOCKED
+        failed = False
         try:
             account_id = await self._run(server, self.app.authenticate, login, password)
         except (AuthenticationFailed, DomainError, SubjectErased, ValueError):
-            self.throttle.failed(ip, login)
-            await asyncio.sleep(self.throttle.check(ip, login).delay)
-            return replies.AUTH_FAILED
+            failed = True
         except Exception as error:  # noqa: BLE001 - store down: not the user's fault
             log.warning("authentication could not be checked: %s", type(error).__name__)
             return replies.AUTH_TEMPFAIL
+        finally:
+            # Also on cancellation (the client left): a leaked attempt would lock the
+            # address out for good.
+            self.throttle.end(ip, login, failed=failed)
+        if failed:
+            await asyncio.sleep(self.throttle.check(ip, login).delay)
+            return replies.AUTH_FAILED
         self.throttle.succeeded(ip, login)
         server.session.authenticated = True
         server.state.account_id = account_id

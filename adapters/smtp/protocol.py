@@ -320,6 +320,18 @@ class LedgerSMTP(SMTP):
             await self.push_raw(f"250-{line}")
         await self.push_raw(f"250 {lines[-1]}")
 
+    # -- STARTTLS (RFC 3207) -------------------------------------------------------------
+
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if self.state.secure:
+            # RFC 3207 §4.2: once TLS is up STARTTLS is no longer offered. aiosmtpd would
+            # answer 220 and start TLS inside TLS, which fails with an exception and drops
+            # the connection; implicit TLS would get "454 TLS not available" (a 4xx:
+            # "try again later"). Refuse it and carry on, as Postfix does.
+            await self.push(replies.TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
+
     # -- MAIL (RFC 5321 §4.1.1.2) --------------------------------------------------------
 
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -333,6 +345,7 @@ class LedgerSMTP(SMTP):
             await self.push(replies.NESTED_MAIL)
             return
         try:
+            _require_utf8(arg)
             path = parse_path(arg, "FROM:", utf8_allowed=True)
             self._check_mail_params(path, envelope)
         except PathError as error:
@@ -356,7 +369,8 @@ class LedgerSMTP(SMTP):
             raise PathError("parameter", "SMTPUTF8 takes no value")
         size = params.pop("SIZE", None)
         if size is not None:
-            if not size.isdigit() or len(size) > 20:
+            # isascii: str.isdigit() also holds for "²" and other digits int() refuses.
+            if not (size.isascii() and size.isdigit()) or len(size) > 20:
                 raise PathError("parameter", "SIZE")
             if int(size) > self.data_size_limit:
                 raise PathError("size")
@@ -398,6 +412,7 @@ class LedgerSMTP(SMTP):
             await self.push(replies.NEED_MAIL)
             return
         try:
+            _require_utf8(arg)
             path = parse_path(arg, "TO:", utf8_allowed=envelope.smtp_utf8)
             if not path.address:
                 raise PathError("syntax", "empty recipient")
@@ -453,6 +468,14 @@ class LedgerSMTP(SMTP):
         finally:
             self.committing = False
         self._set_post_data_state()
+        if status.startswith("250"):
+            # The error and junk limits are for clients that deliver nothing. Postfix
+            # (smtpd.c data_cmd) "forgive[s] any previous client errors when a message
+            # was received successfully" and resets its junk count too; without that a
+            # relay sending a long batch (RSET between messages, some unknown
+            # recipients) would be cut off with 421 half way through.
+            self.state.errors = 0
+            self.state.junk = 0
         await self.push(status)
 
     async def _read_data(self) -> tuple[str | None, bytes]:
@@ -462,6 +485,11 @@ class LedgerSMTP(SMTP):
         lines: list[bytes] = []
         size = 0
         problem: str | None = None
+        # After an over-long chunk was thrown away, what comes next up to CRLF is the rest
+        # of that same line, not a line start: a "." there (the discarded chunk may end
+        # just before it) is text, never the end of DATA, or the rest of the message
+        # would be read as commands (smuggling). aiosmtpd's ``line_fragments`` does this.
+        mid_line = False
         while self.transport is not None:
             try:
                 line = await self._reader.readuntil(b"\r\n")
@@ -470,6 +498,10 @@ class LedgerSMTP(SMTP):
                 problem = problem or replies.LINE_TOO_LONG
                 lines.clear()
                 await self._reader.read(error.consumed)
+                mid_line = True
+                continue
+            if mid_line:
+                mid_line = False  # the tail of the over-long line; refused already
                 continue
             if line == b".\r\n":
                 break
@@ -534,12 +566,19 @@ class LedgerSMTP(SMTP):
     async def _response(self, challenge: bytes, initial: str | None) -> bytes | None:
         """One client response (base64), or None after sending why not."""
         if initial is not None:
-            text = initial.encode()
+            # surrogateescape: bytes that were not UTF-8 give the 501 below, not an exception.
+            text = initial.encode("utf-8", "surrogateescape")
         else:
             await self.push_raw("334 " + base64.b64encode(challenge).decode())
             try:
                 line = await self._reader.readuntil(b"\n")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+            except asyncio.LimitOverrunError as error:
+                # Read past the whole line first: left in the buffer, its rest would be
+                # taken as the next command and answered too (one line, two replies).
+                await self._discard_line(error.consumed)
+                await self.push(replies.AUTH_BAD_BASE64)
+                return None
+            except asyncio.IncompleteReadError:
                 await self.push(replies.AUTH_BAD_BASE64)
                 return None
             text = line.strip()
@@ -553,6 +592,17 @@ class LedgerSMTP(SMTP):
         except (binascii.Error, ValueError):
             await self.push(replies.AUTH_BAD_BASE64)
             return None
+
+    async def _discard_line(self, consumed: int) -> None:
+        """Drop an over-long line up to and including its LF."""
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                await self._reader.read(consumed)
+                try:
+                    await self._reader.readuntil(b"\n")
+                    return
+                except asyncio.LimitOverrunError as error:
+                    consumed = error.consumed
 
     async def _auth_plain(self, initial: str | None) -> tuple[str, str] | None:
         # RFC 4616: [authzid] NUL authcid NUL passwd
@@ -591,6 +641,17 @@ class LedgerSMTP(SMTP):
 
     async def handle_exception(self, error: Exception) -> str:
         return await self.event_handler.handle_exception(error)
+
+
+def _require_utf8(arg: str | None) -> None:
+    """aiosmtpd decodes arguments as UTF-8 with surrogateescape, so a byte that was not
+    UTF-8 arrives as a lone surrogate, which no later ``encode()`` accepts. That is the
+    client's syntax error (RFC 6531 §3.3: addresses are UTF-8), not a local fault (451)."""
+    if arg is not None:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PathError("syntax", "not UTF-8") from None
 
 
 def _text(value: bytes) -> str:

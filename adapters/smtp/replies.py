@@ -69,6 +69,7 @@ FROM_NOT_OWNED = "553 5.7.1 From: header address not owned by the authenticated 
 NULL_SENDER_REFUSED = "553 5.7.1 The null sender is not accepted on submission"
 ADDRESS_LITERAL_REFUSED = "553 5.1.2 Address literals are not accepted"
 TRANSACTION_FAILED = "554 5.0.0 Transaction failed"
+TLS_ALREADY_ACTIVE = "554 5.5.1 TLS already active"  # Postfix's wording
 PARAMETERS_UNKNOWN = "555 5.5.4 Parameter not recognized or not implemented"
 
 _HAS_ENHANCED = re.compile(r"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
