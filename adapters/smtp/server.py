@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from adapters.config import Settings
 from adapters.intake import Intake
 from adapters.login_throttle import LoginThrottle
+from adapters.smtp import replies
 from adapters.smtp.handler import MailHandler
 from adapters.smtp.protocol import ConnectionTable, LedgerSMTP, Listener
 from domain.application.service import LedgerMail
@@ -77,7 +78,10 @@ class SmtpService:
             await asyncio.sleep(0.05)
         for session in list(self.table.open):
             if not session.committing:
-                session.close_with("421 4.3.2 Service shutting down, try again later")
+                session.close_with(replies.SHUTTING_DOWN)
+        # Closing a TLS connection takes a few loop turns; let them finish.
+        while self.table.open and asyncio.get_running_loop().time() < deadline + 2.0:
+            await asyncio.sleep(0.02)
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=2.0)
