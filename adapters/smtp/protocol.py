@@ -17,7 +17,6 @@ import binascii
 import collections
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.config import Smtp as SmtpLimits
 from adapters.smtp import replies
+from adapters.smtp.data_reader import DataReader
 from adapters.smtp.paths import (
     Path,
     PathError,
@@ -47,11 +47,14 @@ ADDED_HEADER_ROOM = 8192
 #: RFC 5321 §4.5.3.1.4: 512 octets a command line, plus room for the ESMTP parameters
 #: of RFC 1870 (SIZE), RFC 3461 (ORCPT ≤ 500, ENVID ≤ 100), RFC 6531 and RFC 4954 (AUTH=).
 COMMAND_LIMITS = {"MAIL": 1000, "RCPT": 1000, "AUTH": 1000}
-#: Within one CRLF-terminated line: a dot with a bare CR or LF on either side, that is a
-#: "dot line" some other MTA would take as the end of DATA. No conforming sender emits it
-#: (dot-stuffing sends a real dot line as ".."); SMTP smuggling depends on it (smtpsmug
-#: vectors), so such a message is refused rather than passed on.
-_SMUGGLED_END = re.compile(rb"(?:\A|\r|\n)\.(?:\r|\n)")
+#: Why ``DataReader`` refused a message, as the reply the client gets.
+_DATA_REFUSALS = {
+    "too big": replies.TOO_BIG,
+    "line too long": replies.LINE_TOO_LONG,
+    "bare line end": replies.BARE_LINE_END,
+    "nul": replies.NUL_IN_MESSAGE,
+}
+DATA_CHUNK = 65536
 
 
 @dataclass
@@ -515,52 +518,20 @@ class LedgerSMTP(SMTP):
         await self.push(status)
 
     async def _read_data(self) -> tuple[str | None, bytes]:
-        """Read to the CRLF.CRLF end (only CRLF ends a line: RFC 5321 §2.3.8), keeping at
-        most the size limit in memory; the reason to refuse, or None and the bytes.
-        Every refusal is decided only after the end, so the session stays in step."""
-        lines: list[bytes] = []
-        size = 0
-        problem: str | None = None
-        # After an over-long chunk was thrown away, what comes next up to CRLF is the rest
-        # of that same line, not a line start: a "." there (the discarded chunk may end
-        # just before it) is text, never the end of DATA, or the rest of the message
-        # would be read as commands (smuggling). aiosmtpd's ``line_fragments`` does this.
-        mid_line = False
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as error:
-                # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with CRLF.
-                problem = problem or replies.LINE_TOO_LONG
-                lines.clear()
-                await self._reader.read(error.consumed)
-                mid_line = True
-                continue
-            if mid_line:
-                mid_line = False  # the tail of the over-long line; refused already
-                continue
-            if line == b".\r\n":
-                break
-            size += len(line)
-            if problem is not None:
-                continue
-            if size > self.data_size_limit:
-                problem = replies.TOO_BIG
-                lines.clear()
-            elif _SMUGGLED_END.search(line):
-                problem = replies.BARE_LINE_END
-                lines.clear()
-            elif b"\x00" in line:
-                problem = replies.NUL_IN_MESSAGE
-                lines.clear()
-            else:
-                # RFC 5321 §4.5.2: remove the dot-stuffing.
-                lines.append(line[1:] if line.startswith(b".") else line)
-        if problem is not None:
-            return problem, b""
-        raw = b"".join(lines)
-        lines.clear()
-        return None, raw
+        """Read to the end of data in chunks, bounded by the size limit; the reason to
+        refuse, or None and the message (``data_reader.py`` has the rules)."""
+        reader = DataReader(self.data_size_limit)
+        stream = self._reader
+        while self.transport is not None and not reader.done:
+            chunk = await stream.read(DATA_CHUNK)
+            if not chunk:
+                return replies.LOCAL_ERROR, b""  # the client went away
+            reader.feed(chunk)
+        if reader.leftover:
+            # Pipelined commands after the end go back for the command loop.
+            stream._buffer[0:0] = reader.leftover  # noqa: SLF001
+        problem, raw = reader.result()
+        return (_DATA_REFUSALS[problem], b"") if problem else (None, raw)
 
     # -- AUTH (RFC 4954) ----------------------------------------------------------------
 
