@@ -9,6 +9,7 @@ listener calls it in a worker thread, so concurrent DATA transactions share comm
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,10 @@ ADDED_HEADER_ALLOWANCE = 4096
 _ADDRESS_LIKE = re.compile(r"[^\s<>,;:\"()\[\]\\]+@[^\s<>,;:\"()\[\]\\]+")
 _TLS_WORDS = re.compile(r"^[A-Za-z0-9._\- ]{1,120}\Z")
 _TRACE_TOKEN = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}\Z")
+#: A From field at the start of a header line, also in the RFC 5322 §4.5.3 obs-from form
+#: with white space before the colon, which the parser skips but a reader may display.
+_FROM_FIELD = re.compile(rb"(?:\A|[\r\n])from[ \t]*:", re.IGNORECASE)
+_HEADER_END = (b"\r\n\r\n", b"\n\n")
 
 
 class SenderNotOwned(DomainError):
@@ -84,7 +89,8 @@ class Intake:
         added: list[bytes] = []
         if arrival.channel == "submission":
             assert arrival.account_id is not None
-            self._check_from(arrival.account_id, head)
+            truncated = len(head) < len(raw) and not head.endswith(_HEADER_END)
+            self._check_from(arrival.account_id, head, truncated)
             added += self._missing_fields(head)
         stored = trace_header(arrival, self.hostname, queue_id, self.app.ports.clock.now(), newline)
         stored += b"".join(line + newline for line in added) + raw
@@ -104,10 +110,15 @@ class Intake:
 
     # -- RFC 6409 §8 -------------------------------------------------------------------
 
-    def _check_from(self, account_id: UUID, head: bytes) -> None:
+    def _check_from(self, account_id: UUID, head: bytes, truncated: bool = False) -> None:
+        # A header section longer than header_block reads could hide a second From:.
+        if truncated:
+            raise SenderNotOwned("the header section is too large to check From:")
         owned = {a.lower() for a in self.app.sender_addresses(account_id)}
         values = [str(v) for v in BytesHeaderParser(policy=compat32).parsebytes(head).get_all("from") or []]
-        if len(values) != 1:
+        # RFC 5322 §3.6: exactly one From:, counted on the bytes too, so a field the
+        # parser drops (obs-from, a line after a malformed one) cannot be a second one.
+        if len(values) != 1 or len(_FROM_FIELD.findall(head)) != 1:
             raise SenderNotOwned("exactly one From: header is required")
         value = values[0]
         parsed = [addr for _, addr in getaddresses([value]) if addr]
@@ -146,6 +157,19 @@ def trace_token(text: str, fallback: str = "unknown") -> str:
     return text if _TRACE_TOKEN.match(text) else fallback
 
 
+def address_literal(ip: str) -> str:
+    """RFC 5321 §4.1.3: ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``. An IPv4-mapped IPv6
+    address (a dual-stack socket's view of an IPv4 client) is the IPv4 address it maps;
+    a zone index (``%eth0``) has no place in the literal."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip.partition("%")[0])
+    except ValueError:
+        return f"[{trace_token(ip)}]"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return f"[IPv6:{address.compressed}]" if address.version == 6 else f"[{address}]"
+
+
 def trace_header(arrival: Arrival, hostname: str, queue_id: str, now: datetime, newline: bytes) -> bytes:
     """RFC 5321 §4.4 Received: ``from`` the client, ``by`` us, ``with`` the RFC 3848
     protocol, ``id``, and ``for`` only when there is one recipient (more would reveal
@@ -158,7 +182,7 @@ def trace_header(arrival: Arrival, hostname: str, queue_id: str, now: datetime, 
         if arrival.hide_client_ip or not arrival.client_ip:
             source = f"from {helo}"
         else:
-            source = f"from {helo} ([{trace_token(arrival.client_ip)}])"
+            source = f"from {helo} ({address_literal(arrival.client_ip)})"
         protocol = arrival.protocol
     lines = [f"Received: {source}", f"\tby {hostname} (ledgermail) with {protocol} id {queue_id}"]
     if arrival.tls and _TLS_WORDS.match(arrival.tls):

@@ -58,6 +58,14 @@ class SubmissionUseCases(MailUseCases):
         for recipient in remote_recipients:
             if not recipient.address or any(ord(ch) < 0x21 for ch in recipient.address):
                 raise InvalidAddress(recipient.address, "not a deliverable address")
+        # A recipient named twice gets the message once (as local recipients do), with
+        # the RFC 3461 parameters of its first RCPT. Addresses compare exactly, as the
+        # local part is case-sensitive (RFC 5321 §2.4); the SMTP adapter lower-cases
+        # ASCII domains.
+        unique: dict[str, RemoteRecipient] = {}
+        for recipient in remote_recipients:
+            unique.setdefault(recipient.address, recipient)
+        remote_recipients = list(unique.values())
         sender: Account = self.load(account_id, what="the sender")
         account_ids = self.recipient_accounts(local_recipients)
         inbox_ids = {aid: self._inbox_id(aid) for aid in account_ids}
