@@ -10,6 +10,7 @@ them. Lenient where real clients are sloppy: a space after the colon, a missing 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 MAX_LOCAL_PART = 64
@@ -60,7 +61,7 @@ def parse_path(arg: str | None, keyword: str, *, utf8_allowed: bool) -> Path:
     if arg is None or not arg[: len(keyword)].upper() == keyword:
         raise PathError("syntax", "missing keyword")
     rest = arg[len(keyword):].lstrip(" ")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in rest):
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or (ord(ch) > 0x7F and _is_line_or_control(ch)) for ch in rest):
         raise PathError("syntax", "control character")
     if rest.startswith("<"):
         end = _closing_bracket(rest)
@@ -90,6 +91,13 @@ def parse_path(arg: str | None, keyword: str, *, utf8_allowed: bool) -> Path:
         raise PathError("syntax", "bad local part")
     return Path(f"{local}@{domain.lower() if domain.isascii() else domain}", local, domain,
                 quoted, source_routed, params)
+
+
+def _is_line_or_control(ch: str) -> bool:
+    """C1 controls (NEL among them) and the Unicode line and paragraph separators:
+    ``str.splitlines()`` and some mail readers break lines there, so in a relayed
+    address they could split a header line (RFC 6531 §3.3 allows UTF-8, not these)."""
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
 
 
 def _closing_bracket(text: str) -> int:
