@@ -9,7 +9,9 @@ import pytest
 
 from adapters.bootstrap import Container, build
 from domain.application.context import acting
+from domain.application.submission import RemoteRecipient
 from domain.model.errors import LegalHoldActive, SubjectErased, UnknownAddress
+from domain.model.outbound import outbound_message_id_for, outbox_id_for
 from tests.storage_scan import (
     blob_contents,
     everything_containing,
@@ -249,3 +251,55 @@ def test_messages_arriving_during_an_erasure_are_marked_or_refused(store: Contai
     store.catch_up()
     assert store.mailbox_view.accounts() == []
     assert blob_contents(store.settings) == []
+
+
+def submit_to_local_and_remote(store: Container, sender: str, local: str, token: str) -> Any:
+    return store.app.submit(store.app.account_id_for(sender), sender, [local],
+                            [RemoteRecipient(f"{token}@far.test", ["FAILURE"], None)],
+                            canary_message(token, sender), ret="HDRS", envid=token)
+
+
+def queued_body(store: Container, sender: str) -> bytes:
+    outbox_id = outbox_id_for(store.app.account_id_for(sender))
+    message = store.app.repository.get(outbound_message_id_for(outbox_id, 1))
+    return store.app.ports.blobs.get(message.blob_id, message.data_key)
+
+
+def test_erasing_a_local_recipient_leaves_the_senders_queued_message_whole(store: Container) -> None:
+    token = canary()
+    store.app.create_account("alice@example.test", PASSWORD)
+    store.app.create_account("bob@example.test", PASSWORD)
+    submit_to_local_and_remote(store, "alice@example.test", "bob@example.test", token)
+
+    receipt = store.app.erase_subject("bob@example.test", "request")
+
+    assert len(receipt["blobs_deleted"]) == 1  # Bob's copy's body, not Alice's queued one
+    assert queued_body(store, "alice@example.test") == canary_message(token, "alice@example.test")
+
+
+def test_erasing_a_sender_shreds_their_queued_messages_and_keeps_the_local_recipients_copy(
+    store: Container,
+) -> None:
+    token = canary()
+    store.app.create_account("alice@example.test", PASSWORD)
+    store.app.create_account("bob@example.test", PASSWORD)
+    submit_to_local_and_remote(store, "alice@example.test", "bob@example.test", token)
+    outbox_id = outbox_id_for(store.app.account_id_for("alice@example.test"))
+
+    receipt = store.app.erase_subject("alice@example.test", "request")
+
+    assert receipt["verification"]["passed"] is True
+    assert len(receipt["blobs_deleted"]) == 1  # the queued message's own body
+    for stream_id in (outbox_id, outbound_message_id_for(outbox_id, 1)):
+        store.app.evict(stream_id)
+        with pytest.raises(SubjectErased):
+            store.app.repository.get(stream_id)
+    bob = store.app.account_for("bob@example.test")
+    inbox = store.app.repository.get(bob.mailbox_id("INBOX"))
+    [copy] = store.app.live_copies(inbox)
+    sent = canary_message(token, "alice@example.test")
+    assert store.app.ports.blobs.get(copy.blob_id, copy.data_key) == sent
+    # The remote recipient's address was the sender's data: only Bob's copy still holds the token.
+    store.catch_up()
+    holders = everything_containing(store.settings, token.encode())
+    assert holders and all("mailbox_view" in where or "blob" in where for where in holders), holders

@@ -421,9 +421,11 @@ def test_submission_queues_remote_recipients_as_one_outbound_message_with_their_
     ]
     assert (outbound.ret, outbound.envid, outbound.mail_from) == ("HDRS", "abc", ALICE)
     assert outbound.account_id == sender_id and outbound.status == "queued"
-    # The local copy and the queued message share one stored body.
+    # The queued message has its own body (the sender's), the same bytes as the local copy.
     [local] = copies(store, BOB)
-    assert local.blob_id == outbound.blob_id
+    assert local.blob_id != outbound.blob_id
+    with acting("admin:test", protocol="test", purpose="testing"):
+        assert store.app.ports.blobs.get(local.blob_id, local.data_key) == outbound_body
     field, rest = split_trace(outbound_body)
     assert rest == raw and outbound.size == len(outbound_body)
     check_trace(field, trace_pattern(store.settings.hostname, re.escape(HELO), "ESMTPSA", None))

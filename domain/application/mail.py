@@ -216,14 +216,14 @@ class MailUseCases(AccountUseCases):
         return objs, DeliveryResult(delivery_id, refs, 0)
 
     @contextmanager
-    def _body_released_on_refusal(self, blob_id: str) -> Iterator[None]:
+    def _body_released_on_refusal(self, *blob_ids: str) -> Iterator[None]:
         """A body stored for a message that was then refused is deleted. Only domain
         errors count: they are raised before the save, so nothing refers to the body
         (any other error might come after the commit, and the body must stay)."""
         try:
             yield
         except DomainError:
-            self.ports.blobs.delete_many([blob_id])
+            self.ports.blobs.delete_many(sorted(set(blob_ids)))
             raise
 
     def _inbox_id(self, account_id: UUID) -> UUID:

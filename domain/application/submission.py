@@ -74,6 +74,11 @@ class SubmissionUseCases(MailUseCases):
         now = self.ports.clock.now()
         internal_date = format_internal_date(now)
         sealed = self.ports.blobs.put(raw)
+        # The queued message gets a body of its own: it is the sender's data and lives
+        # and dies with the sender's key, while the local copies' body is deleted when
+        # the last of its recipients is erased. Shared, erasing a local recipient would
+        # take the body from under the sender's queued message.
+        queued_body = self.ports.blobs.put(raw) if inbox_ids and remote_recipients else sealed
 
         def body() -> SubmissionResult:
             objs: list[object] = []
@@ -93,8 +98,8 @@ class SubmissionUseCases(MailUseCases):
                     account_id=account_id, mail_from=mail_from,
                     recipients=[{"address": r.address, "notify": list(r.notify), "orcpt": r.orcpt}
                                 for r in remote_recipients],
-                    ret=ret, envid=envid, size=len(raw), blob_id=sealed.blob_id,
-                    data_key=sealed.data_key, queued_at=self.now_iso())
+                    ret=ret, envid=envid, size=len(raw), blob_id=queued_body.blob_id,
+                    data_key=queued_body.data_key, queued_at=self.now_iso())
                 objs += [outbox, message]
                 outbound_id = message.id
             position = self.save_with_envelope(*objs)
@@ -102,5 +107,5 @@ class SubmissionUseCases(MailUseCases):
                 delivery = DeliveryResult(delivery.delivery_id, delivery.copies, position)
             return SubmissionResult(delivery, outbound_id, position)
 
-        with self._body_released_on_refusal(sealed.blob_id):
+        with self._body_released_on_refusal(sealed.blob_id, queued_body.blob_id):
             return self.retrying("the sender's outbox", lambda: [*inbox_ids.values(), outbox_id], body)
