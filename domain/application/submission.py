@@ -2,7 +2,8 @@
 
 Local recipients get their copies now; remote recipients become one queued
 ``OutboundMessage`` in the sender's outbox for the outbound worker. Both are written in
-one transaction over one stored body, so the message is accepted whole or not at all.
+one transaction, so the message is accepted whole or not at all. The queued message
+has a body of its own (see ``submit``).
 """
 
 from __future__ import annotations
