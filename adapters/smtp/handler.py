@@ -99,13 +99,9 @@ class MailHandler:
                           path: Path, notify: list[str], orcpt: str | None) -> str:
         if path.sender_routed:
             return replies.ROUTING_DENIED
-        local_domain = (not path.is_address_literal and path.domain.isascii()
-                        and await self._run(server, self.app.is_local_domain, path.domain))
-        if local_domain:
-            try:
-                address = normalize_address(path.address)
-                await self._run(server, self.app.delivery_account_id, address)
-            except (DomainError, SubjectErased):
+        local, address = await self._run(server, self._local_recipient, path)
+        if local:
+            if address is None:
                 return replies.UNKNOWN_USER
             if address not in envelope.local_recipients:
                 envelope.local_recipients.append(address)
@@ -121,6 +117,18 @@ class MailHandler:
                 return replies.BAD_RECIPIENT_SYNTAX
         envelope.remote_recipients.append(RemoteRecipient(path.address, notify, orcpt))
         return replies.RECIPIENT_QUEUED
+
+    def _local_recipient(self, path: Path) -> tuple[bool, str | None]:
+        """(is the domain ours, the address to deliver to or None for unknown): both
+        lookups in one trip to a worker thread."""
+        if path.is_address_literal or not path.domain.isascii() or not self.app.is_local_domain(path.domain):
+            return False, None
+        try:
+            address = normalize_address(path.address)
+            self.app.delivery_account_id(address)
+        except DomainError:
+            return True, None
+        return True, address
 
     # -- DATA ------------------------------------------------------------------------
 

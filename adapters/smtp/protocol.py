@@ -16,6 +16,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -181,8 +182,8 @@ class LedgerSMTP(SMTP):
         self._handle_hooks = {}
         self._ehlo_hook_ver = None
         self._enforce_call_limit = False
-        self._smtp_methods = {name: self._limited(name, getattr(self, f"smtp_{name}"))
-                              for name in _commands_of(type(self))}
+        self._smtp_methods = _CommandTable(self)
+        self._idle_deadline = 0.0
 
     def _create_envelope(self) -> LedgerEnvelope:
         return LedgerEnvelope()
@@ -256,6 +257,20 @@ class LedgerSMTP(SMTP):
             self._writer.write(reply.encode() + b"\r\n")
         self.transport.close()
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the idle deadline. aiosmtpd cancels and creates a timer on every command
+        (and we would on every chunk of DATA); one timer per connection that re-arms
+        itself when it fires early does the same work without the churn."""
+        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
+        if self._timeout_handle is None:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+        else:
+            self._timeout_cb()
+
     def _timeout_cb(self) -> None:
         self.close_with(replies.IDLE_TIMEOUT)
 
@@ -298,23 +313,21 @@ class LedgerSMTP(SMTP):
 
     # -- the command gate ----------------------------------------------------------------
 
-    def _limited(self, name: str, method: Any) -> Any:
-        async def gate(arg: str | None) -> None:
-            if self._closing:
+    async def run_command(self, name: str, arg: str | None) -> None:
+        """Every command passes here: the junk and before-AUTH limits, then the command."""
+        if self._closing:
+            return
+        if name in JUNK_COMMANDS:
+            self.state.junk += 1
+            if self.state.junk > self.limits.max_junk_commands:
+                self.close_with(replies.TOO_MANY_COMMANDS)
                 return
-            if name in JUNK_COMMANDS:
-                self.state.junk += 1
-                if self.state.junk > self.limits.max_junk_commands:
-                    self.close_with(replies.TOO_MANY_COMMANDS)
-                    return
-            if self.is_submission and not self.session.authenticated and name != "QUIT":
-                self.state.before_auth += 1
-                if self.state.before_auth > self.limits.max_commands_before_auth:
-                    self.close_with(replies.TOO_MANY_COMMANDS)
-                    return
-            await method(arg)
-
-        return gate
+        if self.is_submission and not self.session.authenticated and name != "QUIT":
+            self.state.before_auth += 1
+            if self.state.before_auth > self.limits.max_commands_before_auth:
+                self.close_with(replies.TOO_MANY_COMMANDS)
+                return
+        await getattr(self, f"smtp_{name}")(arg)
 
     # -- HELO / EHLO (RFC 5321 §4.1.1.1) -----------------------------------------------
 
@@ -661,14 +674,23 @@ def _require_utf8(arg: str | None) -> None:
             raise PathError("syntax", "not UTF-8") from None
 
 
-_COMMANDS: dict[type, list[str]] = {}
+class _CommandTable:
+    """What aiosmtpd's command loop looks commands up in (``_smtp_methods.get``): each
+    command routed through ``run_command``, the names found once per class."""
 
+    _names: dict[type, frozenset[str]] = {}
 
-def _commands_of(cls: type) -> list[str]:
-    names = _COMMANDS.get(cls)
-    if names is None:
-        names = _COMMANDS[cls] = [m.removeprefix("smtp_") for m in dir(cls) if m.startswith("smtp_")]
-    return names
+    def __init__(self, session: LedgerSMTP) -> None:
+        cls = type(session)
+        if cls not in self._names:
+            self._names[cls] = frozenset(m.removeprefix("smtp_") for m in dir(cls) if m.startswith("smtp_"))
+        self._known = self._names[cls]
+        self._session = session
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self._known:
+            return default
+        return functools.partial(self._session.run_command, name)
 
 
 def _text(value: bytes) -> str:
