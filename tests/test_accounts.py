@@ -3,6 +3,8 @@ mailboxes, refusals, authentication, passwords and legal holds."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adapters.bootstrap import Container
@@ -187,3 +189,39 @@ def test_a_legal_hold_blocks_erasure_until_it_is_released(store: Container) -> N
     event_types = [row.entry.event_type for row in store.audit_trail.rows()]
     assert "ErasureRequest.Blocked" in event_types
     assert "ErasureRequest.Completed" in event_types
+
+
+def test_routing_sees_this_processs_changes_at_once_and_another_processs_within_the_cache_time(
+    store: Container, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from adapters.bootstrap import build
+    from domain.application import accounts
+    from domain.application.context import acting
+
+    monkeypatch.setattr(accounts, "ROUTE_CACHE_SECONDS", 2.0)
+    alice = store.app.create_account("alice@example.test", "correct horse battery")
+    with pytest.raises(UnknownAddress):
+        store.app.delivery_account_id("postmaster@example.test")  # remembered as unknown
+    store.app.add_alias("alice@example.test", "postmaster@example.test")
+    assert store.app.delivery_account_id("postmaster@example.test") == alice  # at once
+
+    other = build(settings, run_projections=False)
+    try:
+        with pytest.raises(UnknownAddress):
+            store.app.delivery_account_id("abuse@example.test")
+        assert not store.app.is_local_domain("second.test")
+        with acting("admin:test", protocol="test", purpose="testing"):
+            other.app.add_alias("alice@example.test", "abuse@example.test")
+            other.app.add_domain("second.test")
+        # This process still gives its remembered answers ...
+        with pytest.raises(UnknownAddress):
+            store.app.delivery_account_id("abuse@example.test")
+        assert not store.app.is_local_domain("second.test")
+    finally:
+        other.close()
+    # ... until they expire; then the other process's change is seen.
+    time.sleep(accounts.ROUTE_CACHE_SECONDS)
+    assert store.app.delivery_account_id("abuse@example.test") == alice
+    assert store.app.is_local_domain("second.test")

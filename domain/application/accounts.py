@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
 from uuid import UUID, uuid4
 
 from domain.application.base import LedgerApplication
@@ -22,6 +24,9 @@ from domain.model.values import (
     normalize_domain,
 )
 
+#: How long routing answers (local domains, address -> account) are remembered.
+ROUTE_CACHE_SECONDS = 2.0
+ROUTE_CACHE_SIZE = 100_000
 #: RFC 5233 sub-addressing: ``user+tag@`` is delivered to ``user@``.
 SUBADDRESS_SEPARATOR = "+"
 MIN_PASSWORD_LENGTH = 8
@@ -41,6 +46,10 @@ def check_password_policy(password: str) -> None:
 
 class AccountUseCases(LedgerApplication):
     _dummy_hash: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._routes: dict[str, tuple[float, Any]] = {}
 
     # -- domains -----------------------------------------------------------------------
 
@@ -120,7 +129,45 @@ class AccountUseCases(LedgerApplication):
 
     def delivery_account_id(self, address: str) -> UUID:
         """Where mail for ``address`` goes: the address or alias itself, else, for
-        ``user+tag@domain``, the owner of ``user@domain`` (sub-addressing, RFC 5233)."""
+        ``user+tag@domain``, the owner of ``user@domain`` (sub-addressing, RFC 5233).
+
+        Answers are remembered for ``ROUTE_CACHE_SECONDS`` (unknown addresses too): an
+        MX asks twice per recipient, and a change made by another process (a new alias,
+        an erasure) is seen that much later at worst. A stale answer is never unsafe: an
+        erased person's mailbox refuses the delivery, and the sender retries.
+        """
+        key = f"route:{address}"
+        cached = self._route_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            if cached[1] is None:
+                raise UnknownAddress(address)
+            return cached[1]
+        try:
+            account_id = self._route(address)
+        except UnknownAddress:
+            self._route_cache[key] = (now + ROUTE_CACHE_SECONDS, None)
+            raise
+        self._route_cache[key] = (now + ROUTE_CACHE_SECONDS, account_id)
+        return account_id
+
+    def forget_routes(self) -> None:
+        """Drop remembered routing answers (after this process changed addresses)."""
+        self._route_cache.clear()
+
+    @property
+    def _route_cache(self) -> dict[str, tuple[float, Any]]:
+        if len(self._routes) > ROUTE_CACHE_SIZE:  # a flood of random addresses
+            self._routes = {}
+        return self._routes
+
+    def save_with_envelope(self, *objs: Any, subject: str | None = None) -> int:
+        position = super().save_with_envelope(*objs, subject=subject)
+        if any(isinstance(obj, (AddressIndex, MailDomains)) for obj in objs):
+            self.forget_routes()  # this process changed who gets which address
+        return position
+
+    def _route(self, address: str) -> UUID:
         index = self.index_for(address)
         if index is not None and index.account_id is not None:
             return index.account_id
@@ -134,9 +181,14 @@ class AccountUseCases(LedgerApplication):
 
     def is_local_domain(self, domain: str) -> bool:
         try:
-            return normalize_domain(domain) in self.list_domains()
+            name = normalize_domain(domain)
         except DomainError:
             return False
+        cached = self._route_cache.get("domains")
+        now = time.monotonic()
+        if cached is None or cached[0] <= now:
+            cached = self._route_cache["domains"] = (now + ROUTE_CACHE_SECONDS, set(self.list_domains()))
+        return name in cached[1]
 
     def account_for(self, address: str) -> Account:
         account_id = self.account_id_for(address)
