@@ -56,10 +56,12 @@ class LoginThrottle:
         long should the answer wait (zero until the first failure)."""
         ip_failures = self._recent(self._by_ip, ip)
         login_failures = self._recent(self._by_login, login.lower())
-        # An attempt in flight may yet fail: it uses up the budget now.
-        locked = (ip_failures + self._pending_ip[ip] >= self.settings.ip_lockout_failures
-                  or login_failures + self._pending_login[login.lower()]
-                  >= self.settings.login_lockout_failures)
+        # Once an address or login has failed, an attempt in flight may fail too: it
+        # uses up the budget now. Before any failure it does not, so many good logins at
+        # once from one address (a webmail host, a NAT) are never locked out.
+        locked = (_over(ip_failures, self._pending_ip[ip], self.settings.ip_lockout_failures)
+                  or _over(login_failures, self._pending_login[login.lower()],
+                           self.settings.login_lockout_failures))
         worst = max(ip_failures, login_failures)
         delay = 0.0
         if worst:
@@ -93,3 +95,7 @@ class LoginThrottle:
         """A good password clears the login's count (not the address's: one valid
         account must not reset an attacker's budget for guessing the others)."""
         self._by_login.pop(login.lower(), None)
+
+
+def _over(failures: int, pending: int, limit: int) -> bool:
+    return failures >= limit or (failures > 0 and failures + pending >= limit)

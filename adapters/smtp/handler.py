@@ -99,7 +99,8 @@ class MailHandler:
                           path: Path, notify: list[str], orcpt: str | None) -> str:
         if path.sender_routed:
             return replies.ROUTING_DENIED
-        local, address = await self._run(server, self._local_recipient, path)
+        remembered = self._remembered_recipient(path)
+        local, address = remembered or await self._run(server, self._local_recipient, path)
         if local:
             if address is None:
                 return replies.UNKNOWN_USER
@@ -117,6 +118,25 @@ class MailHandler:
                 return replies.BAD_RECIPIENT_SYNTAX
         envelope.remote_recipients.append(RemoteRecipient(path.address, notify, orcpt))
         return replies.RECIPIENT_QUEUED
+
+    def _remembered_recipient(self, path: Path) -> tuple[bool, str | None] | None:
+        """The answer of ``_local_recipient`` when the application remembers it (no store
+        read, so no trip to a worker thread); None when it must be looked up."""
+        if path.is_address_literal or not path.domain.isascii():
+            return False, None
+        local = self.app.remembered_local_domain(path.domain.lower())
+        if local is None:
+            return None
+        if not local:
+            return False, None
+        try:
+            address = normalize_address(path.address)
+        except DomainError:
+            return True, None
+        found, account_id = self.app.remembered_route(address)
+        if not found:
+            return None
+        return True, address if account_id is not None else None
 
     def _local_recipient(self, path: Path) -> tuple[bool, str | None]:
         """(is the domain ours, the address to deliver to or None for unknown): both

@@ -336,7 +336,7 @@ class LedgerSMTP(SMTP):
 
     async def smtp_HELO(self, hostname: str | None) -> None:
         if not self._greeting_name_ok(hostname):
-            await self.push("501 5.5.4 Syntax: HELO hostname")
+            await self.push(replies.HELO_SYNTAX)
             return
         self._set_rset_state()
         self.session.extended_smtp = False
@@ -345,7 +345,7 @@ class LedgerSMTP(SMTP):
 
     async def smtp_EHLO(self, hostname: str | None) -> None:
         if not self._greeting_name_ok(hostname):
-            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            await self.push(replies.EHLO_SYNTAX)
             return
         self._set_rset_state()
         self.session.extended_smtp = True
@@ -363,9 +363,8 @@ class LedgerSMTP(SMTP):
             lines.append("STARTTLS")  # RFC 3207
         if self.is_submission and self.state.secure and not self.session.authenticated:
             lines.append("AUTH PLAIN LOGIN")  # RFC 4954, only inside TLS
-        for line in lines[:-1]:
-            await self.push_raw(f"250-{line}")
-        await self.push_raw(f"250 {lines[-1]}")
+        # One write for the whole reply (RFC 5321 §4.2.1 multiline form).
+        await self.push_raw("\r\n".join([*(f"250-{line}" for line in lines[:-1]), f"250 {lines[-1]}"]))
 
     # -- STARTTLS (RFC 3207) -------------------------------------------------------------
 
@@ -443,7 +442,7 @@ class LedgerSMTP(SMTP):
 
     def _path_error_reply(self, error: PathError, bad_address: str, syntax: str) -> str:
         if error.reason == "utf8":
-            return "553 5.6.7 Non-ASCII address without SMTPUTF8"
+            return replies.UTF8_ADDRESS_WITHOUT_SMTPUTF8
         if error.reason == "size":
             return replies.TOO_BIG_DECLARED
         if error.reason == "unknown":
@@ -498,7 +497,7 @@ class LedgerSMTP(SMTP):
             await self.push(replies.NEED_RCPT)
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.push(replies.DATA_SYNTAX)
             return
         await self.push_raw("354 End data with <CR><LF>.<CR><LF>")
         self._in_data = True
@@ -562,11 +561,11 @@ class LedgerSMTP(SMTP):
             return
         if self.envelope.has_sender:
             # RFC 4954 §4: AUTH is not permitted during a mail transaction.
-            await self.push("503 5.5.1 AUTH not permitted during a mail transaction")
+            await self.push(replies.AUTH_IN_TRANSACTION)
             return
         words = (arg or "").split()
         if not 1 <= len(words) <= 2:
-            await self.push("501 5.5.4 Syntax: AUTH mechanism [initial-response]")
+            await self.push(replies.AUTH_SYNTAX)
             return
         mechanism = words[0].upper()
         initial = words[1] if len(words) == 2 else None
@@ -657,7 +656,7 @@ class LedgerSMTP(SMTP):
         await self.push(replies.EXPN_DISABLED)
 
     async def smtp_HELP(self, arg: str | None) -> None:
-        await self.push("214 2.0.0 See RFC 5321")
+        await self.push(replies.HELP)
 
     async def handle_exception(self, error: Exception) -> str:
         return await self.event_handler.handle_exception(error)

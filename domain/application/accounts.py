@@ -151,6 +151,21 @@ class AccountUseCases(LedgerApplication):
         self._route_cache[key] = (now + ROUTE_CACHE_SECONDS, account_id)
         return account_id
 
+    def remembered_route(self, address: str) -> tuple[bool, UUID | None]:
+        """(found, account id or None for unknown) from remembered answers only, never
+        the store: lets a caller on an event loop skip a trip to a worker thread."""
+        cached = self._route_cache.get(f"route:{address}")
+        if cached is None or cached[0] <= time.monotonic():
+            return False, None
+        return True, cached[1]
+
+    def remembered_local_domain(self, domain: str) -> bool | None:
+        """Whether ``domain`` (already normalized) is local, if remembered; else None."""
+        cached = self._route_cache.get("domains")
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        return domain in cached[1]
+
     def forget_routes(self) -> None:
         """Drop remembered routing answers (after this process changed addresses)."""
         self._route_cache.clear()
