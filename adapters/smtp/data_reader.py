@@ -63,9 +63,11 @@ class DataReader:
             return "too big", b""
         data = bytes(self._buffer)
         self._buffer = bytearray()
-        if any(len(line) > MAX_LINE for line in data.split(b"\r\n")):
+        if len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE:
             return "line too long", b""
-        if _SMUGGLED_END.search(data):
+        # The pattern needs a dot after a CR or LF (or at the start): rare, so look for
+        # that first and run the expression only then.
+        if (data[:1] == b"." or b"\n." in data or b"\r." in data) and _SMUGGLED_END.search(data):
             return "bare line end", b""
         if b"\x00" in data:
             return "nul", b""
