@@ -8,7 +8,7 @@ reach it (read-your-writes).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,6 +91,27 @@ class _PendingDelivery:
     error: BaseException | None = None
 
 
+class _UidSlots:
+    """UIDs and mod-sequences handed out for a batch of deliveries, assigned to each
+    mailbox in one ``UidsAssigned`` event: every copy still gets its own, higher UID and
+    MODSEQ (RFC 9051 §2.3.1.1, RFC 7162 §3.1), for one mailbox event per batch instead
+    of one per message."""
+
+    def __init__(self) -> None:
+        self._taken: dict[UUID, int] = {}
+
+    def take(self, mailbox: Mailbox) -> tuple[int, int]:
+        count = self._taken.get(mailbox.id, 0)
+        self._taken[mailbox.id] = count + 1
+        return mailbox.uidnext + count, mailbox.highestmodseq + count + 1
+
+    def assign(self, mailboxes: Iterable[Mailbox]) -> None:
+        for mailbox in mailboxes:
+            count = self._taken.get(mailbox.id, 0)
+            if count:
+                mailbox.assign_uids(count, mailbox.highestmodseq + count)
+
+
 class _WaitingDeliveries:
     """Deliveries queued per set of inboxes until one of them holds the inboxes' locks."""
 
@@ -168,11 +189,13 @@ class MailUseCases(AccountUseCases):
                          for inbox_id in inbox_ids.values()}
             objs: list[object] = list(mailboxes.values())
             results = []
+            slots = _UidSlots()
             for item in batch:
                 item_objs, result = self._delivery_objects(inbox_ids, item.raw, item.sealed, item.summary,
-                                                           item.internal_date, item.channel, mailboxes)
+                                                           item.internal_date, item.channel, mailboxes, slots)
                 objs += [o for o in item_objs if not isinstance(o, Mailbox)]
                 results.append(result)
+            slots.assign(mailboxes.values())
             position = self.save_with_envelope(*objs)
         except IntegrityError:
             self._waiting_deliveries.put_back(tuple(inbox_ids.values()), batch)
@@ -199,16 +222,19 @@ class MailUseCases(AccountUseCases):
     def _delivery_objects(self, inbox_ids: dict[UUID, UUID], raw: bytes, sealed: SealedBlob,
                           summary: dict[str, str], internal_date: str, channel: str,
                           mailboxes: dict[UUID, Mailbox] | None = None,
+                          slots: _UidSlots | None = None,
                           ) -> tuple[list[object], DeliveryResult]:
         """A new copy in each recipient's INBOX and the Delivery that links them
-        (loaded under the caller's locks, or taken from ``mailboxes``; nothing saved yet)."""
+        (loaded under the caller's locks, or taken from ``mailboxes``; nothing saved yet).
+        With ``slots`` the UIDs are reserved there and assigned for the whole batch."""
         delivery_id = uuid4()
         objs: list[object] = []
         refs: list[CopyRef] = []
         for account_id, inbox_id in inbox_ids.items():
             mailbox = mailboxes[inbox_id] if mailboxes else self.load(inbox_id, what="the recipient")
             copy = self._new_copy(mailbox, [], internal_date, len(raw), sealed.blob_id,
-                                  sealed.data_key, summary, delivery_id)
+                                  sealed.data_key, summary, delivery_id,
+                                  slots.take(mailbox) if slots is not None else None)
             objs += [mailbox, copy]
             refs.append(CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id))
         objs.append(Delivery(delivery_id=delivery_id, blob_id=sealed.blob_id, size=len(raw),
@@ -238,9 +264,12 @@ class MailUseCases(AccountUseCases):
     @staticmethod
     def _new_copy(mailbox: Mailbox, flags: list[str], internal_date: str, size: int,
                   blob_id: str, data_key: bytes, summary: dict[str, str],
-                  delivery_id: UUID | None) -> MessageCopy:
-        uid, modseq = mailbox.uidnext, mailbox.next_modseq()
-        mailbox.assign_uids(1, modseq)
+                  delivery_id: UUID | None, slot: tuple[int, int] | None = None) -> MessageCopy:
+        if slot is None:
+            uid, modseq = mailbox.uidnext, mailbox.next_modseq()
+            mailbox.assign_uids(1, modseq)
+        else:
+            uid, modseq = slot
         return MessageCopy(subject_id=mailbox.subject_id, mailbox_id=mailbox.id, uid=uid,
                            modseq=modseq, flags=flags, internal_date=internal_date, size=size,
                            blob_id=blob_id, data_key=data_key, summary=summary,
