@@ -114,7 +114,8 @@ def test_aliases_are_added_listed_used_and_removed(settings: Settings) -> None:
     ledgermail(settings, "domain", "add", "example.test")
     ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin", stdin=b"a long secret\n")
     added = ledgermail(settings, "alias", "add", "Postmaster@example.test", "alice@example.test")
-    assert (added.returncode, added.stdout) == (0, "alias postmaster@example.test delivers to alice@example.test\n")
+    assert added.returncode == 0
+    assert added.stdout == "alias postmaster@example.test delivers to alice@example.test\n"
     ledgermail(settings, "alias", "add", "abuse@example.test", "alice@example.test")
     listed = ledgermail(settings, "alias", "list")
     assert listed.stdout == ("abuse@example.test -> alice@example.test\n"
