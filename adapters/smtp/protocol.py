@@ -331,25 +331,23 @@ class LedgerSMTP(SMTP):
 
     # -- HELO / EHLO (RFC 5321 §4.1.1.1) -----------------------------------------------
 
-    def _greeting_name_ok(self, name: str | None) -> bool:
-        return bool(name) and name.isprintable() and len(name) <= 255 and " " not in name.strip()
+    async def _greeted_as(self, hostname: str | None, *, extended: bool) -> bool:
+        """Check the client's name and start a new session state (RFC 5321 §4.1.4)."""
+        if not (hostname and hostname.isprintable() and len(hostname) <= 255 and " " not in hostname.strip()):
+            await self.push(replies.EHLO_SYNTAX if extended else replies.HELO_SYNTAX)
+            return False
+        self._set_rset_state()
+        self.session.extended_smtp = extended
+        self.session.host_name = hostname
+        return True
 
     async def smtp_HELO(self, hostname: str | None) -> None:
-        if not self._greeting_name_ok(hostname):
-            await self.push(replies.HELO_SYNTAX)
-            return
-        self._set_rset_state()
-        self.session.extended_smtp = False
-        self.session.host_name = hostname
-        await self.push_raw(f"250 {self.hostname}")
+        if await self._greeted_as(hostname, extended=False):
+            await self.push_raw(f"250 {self.hostname}")
 
     async def smtp_EHLO(self, hostname: str | None) -> None:
-        if not self._greeting_name_ok(hostname):
-            await self.push(replies.EHLO_SYNTAX)
+        if not await self._greeted_as(hostname, extended=True):
             return
-        self._set_rset_state()
-        self.session.extended_smtp = True
-        self.session.host_name = hostname
         lines = [
             self.hostname,
             "PIPELINING",  # RFC 2920
