@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -119,7 +119,9 @@ class SessionState:
     login: str = ""
     secure: bool = False
     tls_description: str = ""
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    session_timer: asyncio.TimerHandle | None = None
+    #: Re-armed every second while DATA runs (the minimum-rate check).
+    rate_timer: asyncio.TimerHandle | None = None
 
 
 class LedgerSMTP(SMTP):
@@ -213,7 +215,8 @@ class LedgerSMTP(SMTP):
             self.table.open.add(self)
         super().connection_made(transport)
         if first:
-            self._after(self.limits.session_timeout, replies.SESSION_TOO_LONG)
+            self.state.session_timer = self.loop.call_later(self.limits.session_timeout, self.close_with,
+                                                            replies.SESSION_TOO_LONG)
             if self.listener.implicit_tls:
                 self.state.tls_description = describe_tls(transport.get_extra_info("ssl_object"))
         elif self._tls_protocol is not None:
@@ -224,8 +227,9 @@ class LedgerSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._admitted_ip is None:
             return  # refused at the door: nothing was started
-        for timer in self.state.timers:
-            timer.cancel()
+        for timer in (self.state.session_timer, self.state.rate_timer):
+            if timer is not None:
+                timer.cancel()
         if self in self.table.open:
             self.table.open.discard(self)
             self.table.release(self._admitted_ip)
@@ -244,8 +248,6 @@ class LedgerSMTP(SMTP):
             self._reset_timeout()
         super().data_received(data)
 
-    def _after(self, delay: float, reply: str) -> None:
-        self.state.timers.append(self.loop.call_later(delay, self.close_with, reply))
 
     def close_with(self, reply: str) -> None:
         """Say why (one 421 line) and close, whatever the session is doing."""
@@ -282,7 +284,7 @@ class LedgerSMTP(SMTP):
         if elapsed >= self.limits.data_rate_grace and received < self.limits.min_data_rate * elapsed:
             self.close_with(replies.DATA_TOO_SLOW)
             return
-        self.state.timers.append(self.loop.call_later(1.0, self._check_data_rate))
+        self.state.rate_timer = self.loop.call_later(1.0, self._check_data_rate)
 
     # -- replies -----------------------------------------------------------------------
 
