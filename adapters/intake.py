@@ -25,8 +25,6 @@ from domain.model.errors import DomainError
 from domain.model.summary import header_block
 from domain.ports import Scanner
 
-#: Room left under the SIZE limit for the header fields the pipeline adds.
-ADDED_HEADER_ALLOWANCE = 4096
 _ADDRESS_LIKE = re.compile(r"[^\s<>,;:\"()\[\]\\]+@[^\s<>,;:\"()\[\]\\]+")
 _TLS_WORDS = re.compile(r"^[A-Za-z0-9._\- ]{1,120}\Z")
 _TRACE_TOKEN = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}\Z")
@@ -83,7 +81,7 @@ class Intake:
 
     def accept(self, arrival: Arrival, raw: bytes) -> Accepted:
         queue_id = uuid4().hex[:16].upper()
-        self.app._check_size(raw)  # noqa: SLF001 - the same limit the use case applies
+        self.app.check_size(raw)  # the limit the use case applies, before any work
         head = header_block(raw)
         newline = b"\r\n" if b"\r\n" in head or not head else b"\n"
         added: list[bytes] = []

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
-from uuid import uuid4
 
 from adapters.intake import Arrival, ContentRejected, ContentTempfail, Intake, SenderNotOwned, owns
 from adapters.login_throttle import LoginThrottle
@@ -60,8 +59,7 @@ class MailHandler:
         """Run a use case in a worker thread, acting as this session's principal."""
         principal = (f"user:{server.state.account_id}" if server.state.account_id
                      else f"peer:{server.listener.kind}")
-        session_id = getattr(server, "session_id", None) or uuid4().hex[:12]
-        server.session_id = session_id  # type: ignore[attr-defined]
+        session_id = server.state.session_id
 
         def call() -> T:
             with acting(principal, protocol=f"smtp-{server.listener.name}", session=session_id,

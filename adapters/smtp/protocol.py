@@ -19,8 +19,9 @@ import contextlib
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -119,6 +120,8 @@ class SessionState:
     login: str = ""
     secure: bool = False
     tls_description: str = ""
+    #: Names this connection in the audit envelope of what it stores (no client data).
+    session_id: str = field(default_factory=lambda: uuid4().hex[:12])
     session_timer: asyncio.TimerHandle | None = None
     #: Re-armed every second while DATA runs (the minimum-rate check).
     rate_timer: asyncio.TimerHandle | None = None

@@ -140,7 +140,7 @@ class MailUseCases(AccountUseCases):
         self._waiting_deliveries = _WaitingDeliveries()
         self._inbox_ids: dict[UUID, UUID] = {}
 
-    def _check_size(self, raw: bytes) -> None:
+    def check_size(self, raw: bytes) -> None:
         if len(raw) > self.max_message_bytes:
             raise MessageTooLarge(len(raw), self.max_message_bytes)
 
@@ -157,7 +157,7 @@ class MailUseCases(AccountUseCases):
         whoever gets the lock stores every waiting one in the same transaction (UIDs
         in arrival order), so a busy mailbox costs one commit per batch, not per message.
         """
-        self._check_size(raw)
+        self.check_size(raw)
         if not recipients:
             raise ValueError("a delivery needs at least one recipient")
         account_ids = self.recipient_accounts(recipients)
@@ -278,7 +278,7 @@ class MailUseCases(AccountUseCases):
     def append(self, account_id: UUID, mailbox_name: str, raw: bytes,
                flags: list[str] | None = None, internal_date: datetime | None = None) -> tuple[CopyRef, int]:
         """RFC 9051 §6.3.12 APPEND: returns the APPENDUID parts (RFC 4315) and the position."""
-        self._check_size(raw)
+        self.check_size(raw)
         clean_flags = normalize_flags(flags or [])
         mailbox_id = self.mailbox_id_of(account_id, mailbox_name)
         sealed = self.ports.blobs.put(raw)

@@ -53,7 +53,7 @@ class SubmissionUseCases(MailUseCases):
         channel: str = "submission",
     ) -> SubmissionResult:
         """Deliver to the local recipients and queue the remote ones, in one commit."""
-        self._check_size(raw)
+        self.check_size(raw)
         if not local_recipients and not remote_recipients:
             raise ValueError("a submission needs at least one recipient")
         for recipient in remote_recipients:
