@@ -183,8 +183,9 @@ class MailHandler:
             return replies.CONTENT_REJECTED
         except ContentTempfail:
             return replies.SCAN_TEMPFAIL
-        except UnknownAddress:
-            # Removed between RCPT and DATA: try again, the next RCPT will say 550.
+        except (UnknownAddress, SubjectErased):
+            # Removed or being erased between RCPT and DATA: try again; once the
+            # address is gone the next RCPT says 550.
             return replies.LOCAL_ERROR
         except Exception as error:  # noqa: BLE001 - the sender must retry, never bounce
             return storage_failure_reply(error)
