@@ -57,6 +57,11 @@ _DATA_REFUSALS = {
     "nul": replies.NUL_IN_MESSAGE,
 }
 DATA_CHUNK = 65536
+#: The stream reader's limit. aiosmtpd uses its 1001-octet line limit here, which also
+#: makes the reader pause and resume the socket for every 2 KB buffered: a syscall pair
+#: and two loop callbacks per chunk of every message. Command lines are still held to
+#: RFC 5321 §4.5.3.1.4 by the command-size check; longer ones are read and refused.
+STREAM_BUFFER = 16384
 
 
 @dataclass
@@ -156,7 +161,7 @@ class LedgerSMTP(SMTP):
         self.__ident__ = "ESMTP ledgermail"
         self.loop = loop
         asyncio.StreamReaderProtocol.__init__(
-            self, asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            self, asyncio.StreamReader(loop=loop, limit=STREAM_BUFFER),
             client_connected_cb=self._cb_client_connected, loop=loop)
         self.event_handler = handler
         self.data_size_limit = max(self.listener.max_message_bytes - ADDED_HEADER_ROOM, 1024)
@@ -604,6 +609,9 @@ class LedgerSMTP(SMTP):
                 await self.push(replies.AUTH_BAD_BASE64)
                 return None
             text = line.strip()
+            if len(line) > COMMAND_LIMITS["AUTH"]:
+                await self.push(replies.AUTH_BAD_BASE64)  # longer than any credential we take
+                return None
         if text == b"*":
             await self.push(replies.AUTH_ABORTED)  # RFC 4954 §4
             return None

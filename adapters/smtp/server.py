@@ -82,6 +82,7 @@ class SmtpService:
         # Closing a TLS connection takes a few loop turns; let them finish.
         while self.table.open and asyncio.get_running_loop().time() < deadline + 2.0:
             await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # let the cancelled session tasks finish their unwinding
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=2.0)
