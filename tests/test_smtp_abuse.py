@@ -627,6 +627,40 @@ def test_failed_logins_are_answered_ever_later_then_locked_out_even_with_the_rig
     assert quit_rest(client) == line(replies.BYE)
 
 
+def test_a_login_name_is_locked_out_after_its_own_failures_whatever_the_address(
+        serve: Callable[..., RunningSmtp]) -> None:
+    """Per login: guessing one account's password is stopped even from many addresses
+    (here one address with a high limit), while other accounts still log in; a name
+    that does not exist locks out the same way, so the replies reveal no accounts."""
+    smtp = serve(auth={"failure_delay": 0, "ip_lockout_failures": 100, "login_lockout_failures": 3})
+    add_user(smtp.container, "bob@example.test")
+    client = connect(smtp.submissions, tls=True)
+    ehlo(client)
+    for login in (ALICE, "ghost@example.test"):
+        for _ in range(3):
+            assert client.command("AUTH PLAIN " + plain(login, "guess")) == line(replies.AUTH_FAILED)
+        assert client.command("AUTH PLAIN " + plain(login, PASSWORD)) == line(replies.AUTH_LOCKED)
+    assert client.command("AUTH PLAIN " + plain("bob@example.test", PASSWORD)) == line(replies.AUTH_OK)
+    assert quit_rest(client) == line(replies.BYE)
+
+
+def test_a_lockout_ends_when_the_failures_age_out() -> None:
+    from adapters.config import Auth
+    from adapters.login_throttle import LoginThrottle, Verdict
+
+    now = [1000.0]
+    throttle = LoginThrottle(Auth(ip_lockout_failures=2, lockout_seconds=60, failure_delay=1,
+                                  max_failure_delay=8), clock=lambda: now[0])
+    assert throttle.check("192.0.2.1", "a@example.test").delay == 0
+    throttle.failed("192.0.2.1", "a@example.test")
+    assert throttle.check("192.0.2.1", "b@example.test").delay == 1
+    throttle.failed("192.0.2.1", "b@example.test")
+    assert throttle.check("192.0.2.1", "c@example.test").locked
+    assert not throttle.check("198.51.100.7", "c@example.test").locked  # another address
+    now[0] += 61
+    assert throttle.check("192.0.2.1", "c@example.test") == Verdict(False, 0.0)
+
+
 def test_parallel_guesses_on_many_connections_get_no_more_tries_than_the_lockout_allows(
         serve: Callable[..., RunningSmtp]) -> None:
     """Once an address has failed, attempts still being verified count towards the
