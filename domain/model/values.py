@@ -7,6 +7,7 @@ them up; the stored form is lower case.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from domain.model.errors import InvalidAddress, InvalidDomainName, InvalidMailboxName
 
@@ -96,6 +97,16 @@ def normalize_mailbox_name(name: str) -> str:
         raise InvalidMailboxName(name, f"must be 1 to {MAX_MAILBOX_NAME} bytes")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
         raise InvalidMailboxName(name, "control characters are not allowed")
+    # C1 controls and the Unicode line/paragraph separators break lines in some readers,
+    # so a name echoed in LIST could split a response (checklist §2.8, §6.21).
+    if not name.isascii() and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise InvalidMailboxName(name, "control characters are not allowed")
+    # RFC 9051 §5.1: names are in NFC; one spelling per name, so "é" composed and
+    # decomposed cannot be two mailboxes that look the same.
+    if not name.isascii() and unicodedata.normalize("NFC", name) != name:
+        raise InvalidMailboxName(name, "must be in Unicode normalization form C")
+    if name[0] in "~#":
+        raise InvalidMailboxName(name, "a leading '~' or '#' is reserved for namespaces")
     if any(ch in name for ch in "*%"):
         raise InvalidMailboxName(name, "'*' and '%' are LIST wildcards")
     parts = name.split(MAILBOX_DELIMITER)
