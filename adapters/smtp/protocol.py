@@ -463,12 +463,19 @@ class LedgerSMTP(SMTP):
 
     # -- RCPT (RFC 5321 §4.1.1.3) --------------------------------------------------------
 
-    async def smtp_RCPT(self, arg: str | None) -> None:
+    async def _in_transaction(self) -> LedgerEnvelope | None:
+        """The envelope, once EHLO and MAIL came; else None, after saying what is missing."""
         if await self.check_helo_needed("EHLO"):
-            return
+            return None
         envelope: LedgerEnvelope = self.envelope
         if not envelope.has_sender:
             await self.push(replies.NEED_MAIL)
+            return None
+        return envelope
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        envelope = await self._in_transaction()
+        if envelope is None:
             return
         try:
             _require_utf8(arg)
@@ -495,11 +502,8 @@ class LedgerSMTP(SMTP):
     # -- DATA (RFC 5321 §4.1.1.4) --------------------------------------------------------
 
     async def smtp_DATA(self, arg: str | None) -> None:
-        if await self.check_helo_needed("EHLO"):
-            return
-        envelope: LedgerEnvelope = self.envelope
-        if not envelope.has_sender:
-            await self.push(replies.NEED_MAIL)
+        envelope = await self._in_transaction()
+        if envelope is None:
             return
         if not envelope.rcpt_tos:
             await self.push(replies.NEED_RCPT)
