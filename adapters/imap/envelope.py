@@ -19,13 +19,13 @@ _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 MAX_FIELD = 64 * 1024
 
 
-def header_fields(header: bytes) -> dict[bytes, bytes]:
-    """The first occurrence of each ENVELOPE field, unfolded (RFC 5322 §2.2.3)."""
+def header_fields(header: bytes, names: tuple[bytes, ...] = _FIELDS) -> dict[bytes, bytes]:
+    """The first occurrence of each named field (lower case), unfolded (RFC 5322 §2.2.3)."""
     found: dict[bytes, bytes] = {}
     for line in re.split(rb"\r?\n(?![ \t])", header):
         name, colon, value = line.partition(b":")
         key = name.strip().lower()
-        if colon and key in _FIELDS and key not in found:
+        if colon and key in names and key not in found:
             found[key] = _FOLD.sub(b"", value).strip()[:MAX_FIELD]
     return found
 

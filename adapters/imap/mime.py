@@ -104,11 +104,19 @@ def _part(raw: bytes, start: int, end: int, default_type: str, default_subtype: 
         if match:
             part.type = match.group(1).decode("ascii").lower()
             part.subtype = match.group(2).decode("ascii").lower()
-            for name, param in _PARAM.findall(value[match.end():]):
-                if param.startswith(b'"'):
-                    param = re.sub(rb"\\(.)", rb"\1", param[1:-1])
-                part.params.setdefault(name.decode("ascii").lower(), param.decode("utf-8", "replace"))
+            part.params = parameters(value[match.end():])
     return part
+
+
+def parameters(text: bytes) -> dict[str, str]:
+    """``; name=value`` parameters (RFC 2045 §5.1), names lower-cased, quotes removed,
+    the first of a repeated name kept."""
+    params: dict[str, str] = {}
+    for name, value in _PARAM.findall(text):
+        if value.startswith(b'"'):
+            value = re.sub(rb"\\(.)", rb"\1", value[1:-1])
+        params.setdefault(name.decode("ascii").lower(), value.decode("utf-8", "replace"))
+    return params
 
 
 def _header_end(raw: bytes, start: int, end: int) -> int:
