@@ -174,7 +174,7 @@ class Matcher:
             found = self._resolved[id(sequence_set)] = set(sequence_set.resolve(self.largest[name]))
         return found
 
-    def _match(self, key: Key, message: Searchable) -> bool:  # noqa: PLR0911 - one case per key
+    def _match(self, key: Key, message: Searchable) -> bool:
         name, arg = key.name, key.arg
         if name == "ALL":
             return True
