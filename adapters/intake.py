@@ -13,6 +13,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime, getaddresses
@@ -88,8 +89,9 @@ class Intake:
         if arrival.channel == "submission":
             assert arrival.account_id is not None
             truncated = len(head) < len(raw) and not head.endswith(_HEADER_END)
-            self._check_from(arrival.account_id, head, truncated)
-            added += self._missing_fields(head)
+            fields = BytesHeaderParser(policy=compat32).parsebytes(head)
+            self._check_from(arrival.account_id, head, fields, truncated)
+            added += self._missing_fields(fields)
         stored = trace_header(arrival, self.hostname, queue_id, self.app.ports.clock.now(), newline)
         stored += b"".join(line + newline for line in added) + raw
         verdict = self.scanner.scan(stored, arrival.channel)
@@ -108,12 +110,12 @@ class Intake:
 
     # -- RFC 6409 §8 -------------------------------------------------------------------
 
-    def _check_from(self, account_id: UUID, head: bytes, truncated: bool = False) -> None:
+    def _check_from(self, account_id: UUID, head: bytes, fields: Message, truncated: bool) -> None:
         # A header section longer than header_block reads could hide a second From:.
         if truncated:
             raise SenderNotOwned("the header section is too large to check From:")
         owned = {a.lower() for a in self.app.sender_addresses(account_id)}
-        values = [str(v) for v in BytesHeaderParser(policy=compat32).parsebytes(head).get_all("from") or []]
+        values = [str(v) for v in fields.get_all("from") or []]
         # RFC 5322 §3.6: exactly one From:, counted on the bytes too, so a field the
         # parser drops (obs-from, a line after a malformed one) cannot be a second one.
         if len(values) != 1 or len(_FROM_FIELD.findall(head)) != 1:
@@ -129,12 +131,11 @@ class Intake:
             if not owns(owned, address):
                 raise SenderNotOwned(address)
 
-    def _missing_fields(self, head: bytes) -> list[bytes]:
-        message = BytesHeaderParser(policy=compat32).parsebytes(head)
+    def _missing_fields(self, fields: Message) -> list[bytes]:
         added = []
-        if message.get("message-id") is None:
+        if fields.get("message-id") is None:
             added.append(f"Message-ID: <{uuid4().hex}@{self.hostname}>".encode())
-        if message.get("date") is None:
+        if fields.get("date") is None:
             added.append(f"Date: {format_datetime(self.app.ports.clock.now())}".encode())
         return added
 

@@ -110,7 +110,6 @@ class LedgerEnvelope(Envelope):
         self.remote_recipients: list[RemoteRecipient] = []
         self.ret: str | None = None
         self.envid: str | None = None
-        self.body_8bit = False
 
 
 @dataclass
@@ -406,7 +405,7 @@ class LedgerSMTP(SMTP):
             accepted = LedgerEnvelope()
             self._check_mail_params(path, accepted)
         except PathError as error:
-            await self.push(self._path_error_reply(error, replies.BAD_SENDER_SYNTAX, replies.MAIL_SYNTAX))
+            await self.push(self._path_error_reply(error, replies.BAD_SENDER_SYNTAX))
             return
         if not self.session.extended_smtp and path.params:
             await self.push(replies.MAIL_SYNTAX)
@@ -417,7 +416,6 @@ class LedgerSMTP(SMTP):
             envelope.mail_from = path.address
             envelope.smtp_utf8 = "SMTPUTF8" in path.params
             envelope.ret, envelope.envid = accepted.ret, accepted.envid
-            envelope.body_8bit = accepted.body_8bit
         await self.push(status)
 
     def _check_mail_params(self, path: Path, envelope: LedgerEnvelope) -> None:
@@ -433,11 +431,9 @@ class LedgerSMTP(SMTP):
                 raise PathError("parameter", "SIZE")
             if int(size) > self.data_size_limit:
                 raise PathError("size")
-        body = params.pop("BODY", None)
-        if body is not None:
-            if body.upper() not in ("7BIT", "8BITMIME"):
-                raise PathError("parameter", "BODY")
-            envelope.body_8bit = body.upper() == "8BITMIME"
+        body = params.pop("BODY", None)  # RFC 6152: accepted; the bytes are stored as they come
+        if body is not None and body.upper() not in ("7BIT", "8BITMIME"):
+            raise PathError("parameter", "BODY")
         if "RET" in params:
             envelope.ret = check_ret(params.pop("RET"))
         if "ENVID" in params:
@@ -448,7 +444,7 @@ class LedgerSMTP(SMTP):
         if params:
             raise PathError("unknown", ",".join(params))
 
-    def _path_error_reply(self, error: PathError, bad_address: str, syntax: str) -> str:
+    def _path_error_reply(self, error: PathError, bad_address: str) -> str:
         if error.reason == "utf8":
             return replies.UTF8_ADDRESS_WITHOUT_SMTPUTF8
         if error.reason == "size":
@@ -459,7 +455,7 @@ class LedgerSMTP(SMTP):
             return replies.BAD_PARAMETER
         if error.reason == "length":
             return f"{bad_address} (too long)"
-        return bad_address if "@" in str(error) or error.reason == "syntax" else syntax
+        return bad_address
 
     # -- RCPT (RFC 5321 §4.1.1.3) --------------------------------------------------------
 
@@ -488,7 +484,7 @@ class LedgerSMTP(SMTP):
             if unknown:
                 raise PathError("unknown", ",".join(unknown))
         except PathError as error:
-            await self.push(self._path_error_reply(error, replies.BAD_RECIPIENT_SYNTAX, replies.RCPT_SYNTAX))
+            await self.push(self._path_error_reply(error, replies.BAD_RECIPIENT_SYNTAX))
             return
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
             # RFC 5321 §4.5.3.1.10: a temporary failure, so the client sends the rest later.

@@ -136,45 +136,42 @@ class AccountUseCases(LedgerApplication):
         an erasure) is seen that much later at worst. A stale answer is never unsafe: an
         erased person's mailbox refuses the delivery, and the sender retries.
         """
-        key = f"route:{address}"
-        cached = self._route_cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            if cached[1] is None:
-                raise UnknownAddress(address)
-            return cached[1]
-        try:
-            account_id = self._route(address)
-        except UnknownAddress:
-            self._route_cache[key] = (now + ROUTE_CACHE_SECONDS, None)
-            raise
-        self._route_cache[key] = (now + ROUTE_CACHE_SECONDS, account_id)
+        found, account_id = self.remembered_route(address)
+        if not found:
+            try:
+                account_id = self._route(address)
+            except UnknownAddress:
+                self._remember(f"route:{address}", None)
+                raise
+            self._remember(f"route:{address}", account_id)
+        if account_id is None:
+            raise UnknownAddress(address)
         return account_id
 
     def remembered_route(self, address: str) -> tuple[bool, UUID | None]:
         """(found, account id or None for unknown) from remembered answers only, never
         the store: lets a caller on an event loop skip a trip to a worker thread."""
-        cached = self._route_cache.get(f"route:{address}")
-        if cached is None or cached[0] <= time.monotonic():
-            return False, None
-        return True, cached[1]
+        return self._remembered(f"route:{address}")
 
     def remembered_local_domain(self, domain: str) -> bool | None:
         """Whether ``domain`` (already normalized) is local, if remembered; else None."""
-        cached = self._route_cache.get("domains")
-        if cached is None or cached[0] <= time.monotonic():
-            return None
-        return domain in cached[1]
+        found, domains = self._remembered("domains")
+        return domain in domains if found else None
 
     def forget_routes(self) -> None:
         """Drop remembered routing answers (after this process changed addresses)."""
-        self._route_cache.clear()
+        self._routes.clear()
 
-    @property
-    def _route_cache(self) -> dict[str, tuple[float, Any]]:
-        if len(self._routes) > ROUTE_CACHE_SIZE:  # a flood of random addresses
+    def _remembered(self, key: str) -> tuple[bool, Any]:
+        entry = self._routes.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def _remember(self, key: str, value: Any) -> None:
+        if len(self._routes) >= ROUTE_CACHE_SIZE:  # a flood of random addresses
             self._routes = {}
-        return self._routes
+        self._routes[key] = (time.monotonic() + ROUTE_CACHE_SECONDS, value)
 
     def save_with_envelope(self, *objs: Any, subject: str | None = None) -> int:
         position = super().save_with_envelope(*objs, subject=subject)
@@ -199,11 +196,12 @@ class AccountUseCases(LedgerApplication):
             name = normalize_domain(domain)
         except DomainError:
             return False
-        cached = self._route_cache.get("domains")
-        now = time.monotonic()
-        if cached is None or cached[0] <= now:
-            cached = self._route_cache["domains"] = (now + ROUTE_CACHE_SECONDS, set(self.list_domains()))
-        return name in cached[1]
+        local = self.remembered_local_domain(name)
+        if local is None:
+            domains = set(self.list_domains())
+            self._remember("domains", domains)
+            local = name in domains
+        return local
 
     def account_for(self, address: str) -> Account:
         account_id = self.account_id_for(address)
