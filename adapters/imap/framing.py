@@ -131,10 +131,10 @@ class CommandFramer:
     def _take_line(self) -> bool:
         end = self._buffer.find(b"\n")
         if end == -1:
-            if len(self._buffer) > self.max_line:
+            if len(self._buffer) > self.max_line + 1:  # +1: the CR of a line at the limit
                 # RFC 9051 has no line limit, but a server needs one: refuse the command,
                 # then skip to its end before reading the next.
-                tag = self._tag_of(bytes(self._buffer[:64]))
+                tag = self._tag_of(self._first_line() if self._parts else bytes(self._buffer[:64]))
                 self._buffer.clear()
                 if not self._skipping_line:
                     self._skipping_line = True

@@ -47,7 +47,9 @@ def string(value: bytes | str | None, *, utf8: bool = False) -> bytes:
 def astring(value: bytes | str, *, utf8: bool = False) -> bytes:
     """An atom when the value is one, else ``string`` (RFC 9051 §9 astring)."""
     data = value.encode("utf-8") if isinstance(value, str) else value
-    if data and data.upper() != b"NIL" and data.isascii() and not any(b in _ATOM_SPECIALS for b in data):
+    # "[" is no atom-special, but our tokenizer (and others) reads it as a fetch section.
+    if data and data.upper() != b"NIL" and data.isascii() and not any(
+            b in _ATOM_SPECIALS or b == 0x5B for b in data):
         return data
     return string(data, utf8=utf8)
 

@@ -154,6 +154,8 @@ class _Tokenizer:
             byte = part[i]
             if byte < 0x20 or byte == 0x7F:
                 raise ParseError("control character in an atom")
+            if byte > 0x7F:  # RFC 9051 §9: ATOM-CHAR is 7-bit (8-bit text must be quoted)
+                raise ParseError("8-bit character in an atom")
             if byte == 0x5B:  # [
                 depth += 1
                 if depth > self.max_depth:
@@ -170,7 +172,7 @@ class _Tokenizer:
         if i == start:
             raise ParseError(f"unexpected {chr(part[i])!r}")
         self.pos = i
-        text = part[start:i].decode("utf-8", "surrogateescape")
+        text = part[start:i].decode("ascii")
         if text.upper() == "NIL":
             return NIL  # type: ignore[return-value]
         return Atom(text)
@@ -197,6 +199,8 @@ class SequenceSet:
     def resolve(self, largest: int) -> list[int]:
         """The numbers in the set for a mailbox whose largest number is ``largest``,
         ascending, each once (RFC 9051 §9: "*" is the largest; a:b equals b:a)."""
+        if largest < 1:
+            return []  # an empty mailbox: "*" names nothing (0 is never a number)
         chosen: set[int] = set()
         for first, last in self.ranges:
             low = largest if first is None else first
