@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from adapters.imap.framing import Command, CommandFramer
-from adapters.imap.search import Key, Matcher, parse_search
+from adapters.imap.search import Key, Matcher, needs_body, needs_headers, parse_search, uses_modseq
 from adapters.imap.tokens import ParseError, parse_command, parse_sequence_set
 
 
@@ -24,6 +24,11 @@ class Message:
     size: int = 1000
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    internal_datetime: dt.datetime = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+    modseq: int = 1
+    save_date: dt.date | None = None
+    email_id: str = ""
+    thread_id: str = ""
 
     def header(self, name: str) -> str:
         return self.headers.get(name.upper(), "")
@@ -110,3 +115,87 @@ def test_sequence_sets_are_resolved_once_per_search() -> None:
     started = time.monotonic()
     assert all(matcher(Message(uid=n, seq=n)) for n in range(1, 20_001))
     assert time.monotonic() - started < 2.0
+
+
+# -- extension keys ------------------------------------------------------------------------
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+EXTENDED = [
+    Message(3, 1, internal_datetime=NOW - dt.timedelta(seconds=30), modseq=5, save_date=dt.date(2026, 11, 20),
+            email_id="M1a", thread_id="T1"),
+    Message(7, 2, internal_date=dt.date(2026, 11, 1), internal_datetime=NOW - dt.timedelta(hours=2),
+            modseq=917162500, save_date=None, email_id="m1a", thread_id="T1"),
+    Message(9, 3, internal_datetime=dt.datetime(2026, 11, 27, 11, 59), modseq=1,  # naive: UTC
+            save_date=dt.date(2026, 11, 27), email_id="M2", thread_id="T-2"),
+]
+
+
+def found_extended(text: bytes, saved: set[int] | None = None) -> list[int]:
+    matcher = Matcher(criteria(text), largest_seq=3, largest_uid=9, now=NOW, saved=saved)
+    return [m.uid for m in EXTENDED if matcher(m)]
+
+
+@pytest.mark.parametrize(("text", "uids"), [
+    (b"YOUNGER 60", [3, 9]),                  # RFC 5032: seconds before now, by INTERNALDATE
+    (b"YOUNGER 30", [3]),                     # the boundary second is within
+    (b"OLDER 30", [3, 7, 9]),                 # ... and older, as Dovecot and mox count
+    (b"OLDER 3600", [7]),
+    (b"NOT YOUNGER 3600", [7]),
+    (b"MODSEQ 5", [3, 7]),                    # RFC 7162 §3.1.5: equal or greater
+    (b'MODSEQ "/flags/\\\\draft" all 620162338', [7]),  # the entry name and type are skipped
+    (b'MODSEQ "/flags/$work" PRIV 0', [3, 7, 9]),
+    (b"SAVEDBEFORE 20-Nov-2026", [7]),        # RFC 8514: no save date, so the internal date
+    (b"SAVEDON 20-Nov-2026", [3]),
+    (b'SAVEDSINCE "21-Nov-2026"', [9]),
+    (b"SAVEDATESUPPORTED", [3, 9]),
+    (b"EMAILID M1a", [3]),                    # RFC 8474: exact, case-sensitive
+    (b"THREADID T1", [3, 7]),
+    (b"OR THREADID T-2 EMAILID m1a", [7, 9]),
+])
+def test_extension_keys_select_the_rfc_messages(text: bytes, uids: list[int]) -> None:
+    assert found_extended(text) == uids
+
+
+def test_dollar_is_the_saved_result_in_sequence_and_uid_keys() -> None:
+    # RFC 5182 §2.1: "$" holds UIDs, and means the same messages in SEARCH and UID SEARCH.
+    assert found_extended(b"$", saved={7, 9}) == [7, 9]
+    assert found_extended(b"UID $", saved={3}) == [3]
+    assert found_extended(b"NOT $ SEEN", saved={3}) == []
+    assert found_extended(b"OR $ 1", saved={9}) == [3, 9]
+    assert found_extended(b"$") == []  # nothing saved: "$" is empty, not an error
+    assert found_extended(b"UID $", saved=set()) == []
+
+
+def test_the_default_now_is_the_current_time() -> None:
+    recent = Message(1, 1, internal_datetime=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5))
+    assert Matcher(criteria(b"YOUNGER 3600"), largest_seq=1, largest_uid=1)(recent)
+    assert not Matcher(criteria(b"OLDER 3600"), largest_seq=1, largest_uid=1)(recent)
+
+
+@pytest.mark.parametrize("text", [b"OLDER 0", b"YOUNGER x", b"OLDER", b'MODSEQ "/flags/x" mine 5',
+                                  b'MODSEQ "/flags/x" 5', b"MODSEQ 9223372036854775808", b"MODSEQ -1",
+                                  b"SAVEDON 30-Feb-2026", b"EMAILID bad!id", b'EMAILID "M1"',
+                                  b"THREADID " + b"x" * 256])
+def test_malformed_extension_keys_are_refused(text: bytes) -> None:
+    with pytest.raises(ParseError):
+        criteria(text)
+
+
+def test_the_session_can_ask_what_a_search_reads() -> None:
+    modseq = criteria(b"OR SEEN NOT (MODSEQ 4 FLAGGED)")
+    assert (uses_modseq(modseq), needs_body(modseq), needs_headers(modseq)) == (True, False, False)
+    body = criteria(b"NOT OR LARGER 5 (BODY x)")
+    assert (uses_modseq(body), needs_body(body), needs_headers(body)) == (False, True, False)
+    text = criteria(b"TEXT x")
+    assert (needs_body(text), needs_headers(text)) == (True, True)
+    for key in (b"FROM a", b'HEADER X-Y ""', b"SENTON 1-Jan-2026", b"OR ALL SUBJECT a"):
+        assert needs_headers(criteria(key)) and not needs_body(criteria(key))
+    assert not needs_headers(criteria(b"ALL")) and not uses_modseq(criteria(b"ALL"))
+
+
+def test_deeply_chained_keys_are_inspected_without_recursion() -> None:
+    key = Key("NOT", Key("ALL"))
+    for _ in range(10_000):
+        key = Key("OR", (Key("ALL"), Key("NOT", key)))
+    key = Key("AND", (key, Key("MODSEQ", 1)))
+    assert uses_modseq(key) and not needs_body(key)
