@@ -26,6 +26,7 @@ from adapters.crypto.keystore import SubjectKeyStore
 from adapters.crypto.master_key import load_or_create_master_key
 from adapters.crypto.passwords import Argon2PasswordHasher
 from adapters.crypto.pseudonyms import HmacPseudonymizer
+from adapters.imap.server import ImapService
 from adapters.intake import Intake
 from adapters.projection_host import ProjectionHost, ProjectionSpec
 from adapters.scanners.noop import AcceptAll
@@ -304,6 +305,24 @@ def intake(container: Container) -> Intake:
 
 def smtp_service(container: Container, tls_context: ssl.SSLContext) -> SmtpService:
     return SmtpService(container.app, container.settings, intake(container), tls_context)
+
+
+#: How long a protocol session waits for the views to show its own change before
+#: answering anyway (the change is committed; only the echo of it would be late).
+READ_YOUR_WRITES_SECONDS = 10.0
+
+
+def imap_service(container: Container, tls_context: ssl.SSLContext) -> ImapService:
+    projections = container.projections
+
+    def wait_for(position: int) -> None:
+        try:
+            projections.wait_for(position, READ_YOUR_WRITES_SECONDS)
+        except TimeoutError:
+            log.warning("views are more than %.0f s behind position %d", READ_YOUR_WRITES_SECONDS, position)
+
+    view = container.projections.views[MailboxViewProjection.name]
+    return ImapService(container.app, view, wait_for, container.settings, tls_context)
 
 
 def _blob_store_and_lock(settings: Settings) -> tuple[Any, Any]:

@@ -113,6 +113,27 @@ class Smtp(BaseModel):
     min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
 
 
+class Imap(BaseModel):
+    """Limits of the IMAP listeners; each is enforced and tested (DESIGN §5)."""
+
+    #: Seconds a connection may stay silent before LOGIN.
+    login_timeout: float = Field(default=60.0, gt=0)
+    #: RFC 9051 §5.4: the autologout timer of an authenticated session is at least
+    #: 30 minutes; IDLE counts as activity only until this runs out too.
+    idle_timeout: float = Field(default=1800.0, gt=0)
+    #: Longest command line (literals apart). Long UID sets from clients like mbsync fit.
+    max_line: int = Field(default=65536, ge=1024)
+    #: Largest literal before authentication (a LOGIN password fits).
+    max_literal_before_login: int = Field(default=8192, ge=256)
+    #: BAD answers before the connection is closed with BYE.
+    max_bad_commands_before_login: int = Field(default=3, ge=1)
+    max_bad_commands: int = Field(default=50, ge=1)
+    max_connections_per_ip: int = Field(default=50, ge=1)
+    max_connections: int = Field(default=2000, ge=1)
+    #: Deepest parenthesized list a command may hold.
+    max_nesting: int = Field(default=32, ge=4)
+
+
 class Auth(BaseModel):
     """Failed logins: a growing delay, then a temporary lockout per IP and per login."""
 
@@ -141,6 +162,7 @@ class Settings(BaseSettings):
     store: Store = Store()
     tls: Tls = Tls()
     smtp: Smtp = Smtp()
+    imap: Imap = Imap()
     auth: Auth = Auth()
     crypto: Crypto = Crypto()
     compliance: Compliance = Compliance()

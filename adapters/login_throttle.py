@@ -15,6 +15,7 @@ once on many connections would all pass ``check`` before the first failure is re
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
@@ -38,6 +39,8 @@ class LoginThrottle:
         #: Attempts between ``begin`` and ``end``, per address and per login.
         self._pending_ip: Counter[str] = Counter()
         self._pending_login: Counter[str] = Counter()
+        #: IMAP and POP3 sessions run in worker threads; SMTP calls from the event loop.
+        self._lock = threading.RLock()
 
     def _recent(self, table: dict[str, deque[float]], key: str) -> int:
         if key not in table:
@@ -51,7 +54,7 @@ class LoginThrottle:
             return 0
         return len(failures)
 
-    def check(self, ip: str, login: str) -> Verdict:
+    def _check(self, ip: str, login: str) -> Verdict:
         """Before verifying a password: is this address or login locked out, and how
         long should the answer wait (zero until the first failure)."""
         ip_failures = self._recent(self._by_ip, ip)
@@ -68,33 +71,53 @@ class LoginThrottle:
             delay = min(self.settings.failure_delay * 2 ** (worst - 1), self.settings.max_failure_delay)
         return Verdict(locked, delay)
 
-    def begin(self, ip: str, login: str) -> Verdict:
+    def _begin(self, ip: str, login: str) -> Verdict:
         """``check``, and unless locked count this attempt as in flight until ``end``.
         Call both from one thread (the event loop) with no await between check and use."""
-        verdict = self.check(ip, login)
+        verdict = self._check(ip, login)
         if not verdict.locked:
             self._pending_ip[ip] += 1
             self._pending_login[login.lower()] += 1
         return verdict
 
-    def end(self, ip: str, login: str, *, failed: bool) -> None:
+    def _end(self, ip: str, login: str, *, failed: bool) -> None:
         """The attempt ``begin`` admitted is over (call it whatever happened)."""
         for table, key in ((self._pending_ip, ip), (self._pending_login, login.lower())):
             table[key] -= 1
             if table[key] <= 0:
                 del table[key]
         if failed:
-            self.failed(ip, login)
+            self._failed(ip, login)
 
-    def failed(self, ip: str, login: str) -> None:
+    def _failed(self, ip: str, login: str) -> None:
         now = self.clock()
         self._by_ip[ip].append(now)
         self._by_login[login.lower()].append(now)
 
-    def succeeded(self, ip: str, login: str) -> None:
+    def _succeeded(self, ip: str, login: str) -> None:
         """A good password clears the login's count (not the address's: one valid
         account must not reset an attacker's budget for guessing the others)."""
         self._by_login.pop(login.lower(), None)
+
+    def check(self, ip: str, login: str) -> Verdict:
+        with self._lock:
+            return self._check(ip, login)
+
+    def begin(self, ip: str, login: str) -> Verdict:
+        with self._lock:
+            return self._begin(ip, login)
+
+    def end(self, ip: str, login: str, *, failed: bool) -> None:
+        with self._lock:
+            self._end(ip, login, failed=failed)
+
+    def failed(self, ip: str, login: str) -> None:
+        with self._lock:
+            self._failed(ip, login)
+
+    def succeeded(self, ip: str, login: str) -> None:
+        with self._lock:
+            self._succeeded(ip, login)
 
 
 def _over(failures: int, pending: int, limit: int) -> bool:

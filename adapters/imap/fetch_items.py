@@ -20,7 +20,8 @@ MACROS = {
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
 SIMPLE = frozenset({"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "UID", "BODY", "BODYSTRUCTURE",
-                    "MODSEQ", "SAVEDATE", "EMAILID", "THREADID", "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+                    "MODSEQ", "SAVEDATE", "EMAILID", "THREADID", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
+                    "PREVIEW"})
 _SECTIONED = re.compile(
     r"^(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d{1,10})\.(\d{1,10})>)?\Z",
     re.IGNORECASE)
@@ -52,7 +53,15 @@ def parse_fetch_items(token: Token) -> list[FetchItem]:
     atoms = token if isinstance(token, tuple) else (token,)
     if not atoms:
         raise ParseError("empty FETCH item list")
-    return [_item(atom) for atom in atoms]
+    items = []
+    for index, atom in enumerate(atoms):
+        if isinstance(atom, tuple) and index and items and items[-1].name == "PREVIEW":
+            # RFC 8970 §3.1: PREVIEW (LAZY); a preview is always made at once here.
+            if not all(isinstance(m, Atom) and m.upper() == "LAZY" for m in atom):
+                raise ParseError("unknown PREVIEW modifier")
+            continue
+        items.append(_item(atom))
+    return items
 
 
 def _item(token: Token) -> FetchItem:

@@ -3,24 +3,45 @@ updates that bring the client from what it was told to what the mailbox now hold
 
 DESIGN §5 keeps this per session, not in a projection: sequence numbers are what this
 client was told (RFC 9051 §2.3.1.2), so other sessions' changes reach it only through
-EXISTS, EXPUNGE and FETCH responses, and EXPUNGE may not be sent while the client could
-still be using the old numbers: during FETCH, STORE and SEARCH (RFC 9051 §7.5.1). Pure
-logic, fed with the mailbox as the views show it.
+EXISTS, EXPUNGE (or VANISHED) and FETCH responses, and EXPUNGE may not be sent while the
+client could still be using the old numbers: during FETCH, STORE and SEARCH (RFC 9051
+§7.5.1). Pure logic, fed with the changes the view reports (``MessageState``).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from adapters.imap.tokens import SequenceSet
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the view says about one UID: its flags and MODSEQ, or ``flags`` None when
+    it was expunged (at ``modseq``)."""
+
+    uid: int
+    modseq: int
+    flags: tuple[str, ...] | None
 
 
 class SelectedMailbox:
-    def __init__(self, uids: list[int], flags: Mapping[int, frozenset[str]]) -> None:
+    def __init__(self, read_only: bool = False) -> None:
+        self.read_only = read_only
         #: UID of sequence number n is ``uids[n - 1]``; ascending (RFC 9051 §2.3.1.1).
-        self.uids = list(uids)
-        self.flags = {uid: flags.get(uid, frozenset()) for uid in self.uids}
-        self._current: list[int] = list(self.uids)
-        self._current_flags: dict[int, frozenset[str]] = dict(self.flags)
+        self.uids: list[int] = []
+        #: Flags and MODSEQ as the client was told them.
+        self.flags: dict[int, frozenset[str]] = {}
+        self.modseqs: dict[int, int] = {}
+        #: The highest MODSEQ seen in the view: the next refresh asks for what is newer.
+        self.known_modseq = 0
+        #: The highest UID seen: UIDs above it are new messages.
+        self.highest_uid = 0
+        self._new: list[int] = []
+        self._gone: set[int] = set()
+        self._changed: dict[int, tuple[frozenset[str], int]] = {}
 
     # -- numbers -----------------------------------------------------------------------
 
@@ -37,36 +58,138 @@ class SelectedMailbox:
         index = bisect_left(self.uids, uid)
         return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
 
+    def is_gone(self, uid: int) -> bool:
+        """Expunged, though the client has not been told yet."""
+        return uid in self._gone
+
+    def by_sequence(self, numbers: SequenceSet) -> list[int]:
+        """UIDs of the messages a sequence-number set names (RFC 9051 §9; "*" is the
+        last). The caller has checked the numbers exist (``seq_in_range``)."""
+        return [self.uids[n - 1] for n in numbers.resolve(len(self.uids))]
+
+    def seq_in_range(self, numbers: SequenceSet) -> bool:
+        """RFC 9051 §6.4.5: a sequence number above EXISTS is an error (not so for UIDs)."""
+        if not self.uids:
+            return False
+        return all((a or 0) <= len(self.uids) and (b or 0) <= len(self.uids) for a, b in numbers.ranges)
+
+    def by_uid(self, numbers: SequenceSet) -> list[int]:
+        """The UIDs in the mailbox that a UID set names; "*" is the highest UID, and a
+        range beyond it still includes it (RFC 9051 §6.4.9). Each range costs two
+        binary searches, whatever its width."""
+        if not self.uids:
+            return []
+        largest = self.uids[-1]
+        chosen: set[int] = set()
+        for first, last in numbers.ranges:
+            low = largest if first is None else first
+            high = largest if last is None else last
+            low, high = min(low, high), max(low, high)
+            chosen.update(self.uids[bisect_left(self.uids, low):bisect_right(self.uids, high)])
+        return sorted(chosen)
+
     # -- changes -------------------------------------------------------------------------
 
-    def observe(self, uids: list[int], flags: Mapping[int, frozenset[str]]) -> None:
-        """The mailbox as it is now (ascending UIDs and their flags); nothing is told to
-        the client until ``updates``."""
-        self._current = list(uids)
-        self._current_flags = {uid: flags.get(uid, frozenset()) for uid in uids}
+    def load(self, changes: Iterable[Change]) -> None:
+        """The mailbox as SELECT finds it (told to the client by the SELECT responses)."""
+        for change in changes:
+            self.known_modseq = max(self.known_modseq, change.modseq)
+            if change.flags is None:
+                continue
+            self.uids.append(change.uid)
+            self.flags[change.uid] = frozenset(change.flags)
+            self.modseqs[change.uid] = change.modseq
+        self.uids.sort()
+        self.highest_uid = self.uids[-1] if self.uids else 0
 
-    def updates(self, *, expunge_allowed: bool) -> list[bytes]:
+    def observe(self, changes: Iterable[Change]) -> None:
+        """Changes read from the view since ``known_modseq`` / ``highest_uid``; nothing is
+        told to the client until ``updates``."""
+        for change in sorted(changes, key=lambda c: c.uid):
+            self.known_modseq = max(self.known_modseq, change.modseq)
+            uid = change.uid
+            if change.flags is None:
+                if uid in self.flags:
+                    self._gone.add(uid)
+                    self._changed.pop(uid, None)
+                elif uid in self._changed and uid in self._new:
+                    self._new.remove(uid)
+                    del self._changed[uid]
+                continue
+            flags = frozenset(change.flags)
+            if uid > self.highest_uid:
+                self.highest_uid = uid
+                self._new.append(uid)
+                self._changed[uid] = (flags, change.modseq)
+            elif uid in self._new:
+                self._changed[uid] = (flags, change.modseq)
+            elif uid in self.flags and uid not in self._gone and change.modseq > self.modseqs.get(uid, 0):
+                # Not what the client was already told (its own STORE, say).
+                self._changed[uid] = (flags, change.modseq)
+
+    def told(self, uid: int, flags: frozenset[str], modseq: int) -> None:
+        """The client just got these flags in a response (its own STORE or FETCH)."""
+        if uid in self.flags:
+            self.flags[uid] = flags
+            self.modseqs[uid] = modseq
+            pending = self._changed.get(uid)
+            if pending is not None and pending[1] <= modseq:
+                del self._changed[uid]
+
+    def updates(self, *, expunge_allowed: bool, vanished: bool = False, modseq: bool = False) -> list[bytes]:
         """Untagged responses, in an order the client can apply one by one: EXPUNGEs
-        (highest number first, so each number is still right when it arrives), then
-        EXISTS for new messages, then FETCH FLAGS for changed ones."""
+        (highest number first, so each number is still right when it arrives) or one
+        VANISHED (RFC 7162 §3.2.10, once QRESYNC is enabled), then EXISTS for new
+        messages, then FETCH for changed flags (with MODSEQ once CONDSTORE is on)."""
         out: list[bytes] = []
-        current = set(self._current)
-        if expunge_allowed:
-            gone = [seq for seq, uid in enumerate(self.uids, start=1) if uid not in current]
-            for seq in reversed(gone):
-                out.append(b"* %d EXPUNGE\r\n" % seq)
-                del self.flags[self.uids[seq - 1]]
-                del self.uids[seq - 1]
-        highest = self.uids[-1] if self.uids else 0
-        new = [uid for uid in self._current if uid > highest]
-        if new:
-            self.uids += new
-            for uid in new:
-                self.flags[uid] = self._current_flags[uid]
+        if expunge_allowed and self._gone:
+            gone = sorted(self._gone)
+            if vanished:
+                out.append(b"* VANISHED " + compress_uids(gone).encode() + b"\r\n")
+            else:
+                for uid in reversed(gone):
+                    out.append(b"* %d EXPUNGE\r\n" % self.seq_of(uid))  # type: ignore[str-format]
+            gone_set = set(gone)
+            self.uids = [uid for uid in self.uids if uid not in gone_set]
+            for uid in gone:
+                self.flags.pop(uid, None)
+                self.modseqs.pop(uid, None)
+            self._gone.clear()
+        if self._new:
+            for uid in self._new:
+                flags, seen_modseq = self._changed.pop(uid)
+                self.uids.append(uid)
+                self.flags[uid] = flags
+                self.modseqs[uid] = seen_modseq
+            self._new.clear()
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
-        for seq, uid in enumerate(self.uids, start=1):
-            if uid in current and uid not in new and self._current_flags[uid] != self.flags[uid]:
-                self.flags[uid] = self._current_flags[uid]
-                names = " ".join(sorted(self.flags[uid])).encode()
-                out.append(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, uid, names))
+        for uid in sorted(self._changed):
+            flags, seen_modseq = self._changed[uid]
+            if uid in self._gone or uid not in self.flags:
+                continue
+            changed = flags != self.flags[uid]
+            self.flags[uid] = flags
+            self.modseqs[uid] = seen_modseq
+            if changed or modseq:
+                names = " ".join(sorted(flags)).encode()
+                extra = b" MODSEQ (%d)" % seen_modseq if modseq else b""
+                out.append(b"* %d FETCH (UID %d FLAGS (%s)%s)\r\n"
+                           % (self.seq_of(uid), uid, names, extra))  # type: ignore[str-format]
+        self._changed.clear()
         return out
+
+
+def compress_uids(numbers: list[int]) -> str:
+    """Ascending numbers as a sequence set: ``1:3,5,7:9``."""
+    out: list[str] = []
+    start = previous = None
+    for number in numbers:
+        if previous is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None:
+            out.append(str(start) if start == previous else f"{start}:{previous}")
+        start = previous = number
+    if start is not None:
+        out.append(str(start) if start == previous else f"{start}:{previous}")
+    return ",".join(out)

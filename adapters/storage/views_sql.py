@@ -15,7 +15,7 @@ from eventsourcing.persistence import Tracking, WaitInterruptedError
 
 from adapters.storage.chunking import chunks
 from projections.audit_trail.view import GENESIS_HASH, AuditEntry, AuditRow, chain_hash
-from projections.mailbox_view.view import AccountRow, MailboxRow, MessageRow
+from projections.mailbox_view.view import AccountRow, MailboxRow, MessageRow, MessageState
 
 
 class SqlViewBase:
@@ -88,7 +88,7 @@ class SqlViewBase:
     #: long converting queries with hundreds of placeholders.
     array_parameters = False
 
-    def member_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+    def member_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values``: the SQL and its parameters, per dialect."""
         if self.array_parameters:
             return f"{column} = ANY(%s)", [list(values)]
@@ -267,13 +267,65 @@ class SqlMailboxView(SqlViewBase):
                            int(r["uidvalidity"]), int(r["uidnext"]), int(r["highestmodseq"]),
                            bool(r["subscribed"]), int(r["messages"])) for r in rows]
 
-    def messages(self, mailbox_id: UUID) -> list[MessageRow]:
+    def mailbox(self, mailbox_id: UUID) -> MailboxRow | None:
         with self.read() as cursor:
-            rows = self.run(cursor, "SELECT * FROM {p}mv_messages WHERE mailbox_id=%s ORDER BY uid",
-                            (str(mailbox_id),)).fetchall()
+            r = self.run(cursor,
+                         "SELECT b.*, (SELECT count(*) FROM {p}mv_messages m "
+                         "WHERE m.mailbox_id=b.mailbox_id) AS messages FROM {p}mv_mailboxes b "
+                         "WHERE mailbox_id=%s", (str(mailbox_id),)).fetchone()
+        if r is None:
+            return None
+        return MailboxRow(UUID(r["mailbox_id"]), UUID(r["account_id"]), r["name"], r["special_use"],
+                          int(r["uidvalidity"]), int(r["uidnext"]), int(r["highestmodseq"]),
+                          bool(r["subscribed"]), int(r["messages"]))
+
+    def message_states(self, mailbox_id: UUID, after_uid: int, since_modseq: int) -> list[MessageState]:
+        mid = str(mailbox_id)
+        with self.read() as cursor:
+            rows = self.run(cursor,
+                            "SELECT uid, modseq, flags, 0 AS gone FROM {p}mv_messages "
+                            "WHERE mailbox_id=%s AND (uid>%s OR modseq>%s) "
+                            "UNION ALL SELECT uid, modseq, '' AS flags, 1 AS gone FROM {p}mv_vanished "
+                            "WHERE mailbox_id=%s AND modseq>%s AND uid<=%s",
+                            (mid, after_uid, since_modseq, mid, since_modseq, after_uid)).fetchall()
+        out = [MessageState(int(r["uid"]), int(r["modseq"]),
+                            None if int(r["gone"]) else (r["flags"].split() if r["flags"] else []))
+               for r in rows]
+        out.sort(key=lambda state: state.uid)
+        return out
+
+    def messages(self, mailbox_id: UUID, uids: list[int] | None = None) -> list[MessageRow]:
+        statement = "SELECT * FROM {p}mv_messages WHERE mailbox_id=%s"
+        params: list[Any] = [str(mailbox_id)]
+        rows: list[Any] = []
+        with self.read() as cursor:
+            if uids is None:
+                rows = self.run(cursor, statement + " ORDER BY uid", params).fetchall()
+            else:
+                for chunk in chunks(uids):
+                    condition, values = self.member_of("uid", chunk)
+                    rows += self.run(cursor, f"{statement} AND {condition}", params + values).fetchall()
+                rows.sort(key=lambda r: int(r["uid"]))
         return [MessageRow(UUID(r["copy_id"]), UUID(r["mailbox_id"]), int(r["uid"]), int(r["modseq"]),
                            r["flags"].split() if r["flags"] else [], r["internal_date"], int(r["size"]),
                            json.loads(r["summary"])) for r in rows]
+
+    def storage_used(self, account_id: UUID) -> int:
+        with self.read() as cursor:
+            row = self.run(cursor, "SELECT COALESCE(SUM(m.size), 0) AS used FROM {p}mv_messages m "
+                           "JOIN {p}mv_mailboxes b ON b.mailbox_id=m.mailbox_id WHERE b.account_id=%s",
+                           (str(account_id),)).fetchone()
+        return int(row["used"])
+
+    def mailbox_marks(self, mailbox_ids: list[UUID]) -> dict[UUID, int]:
+        found: dict[UUID, int] = {}
+        with self.read() as cursor:
+            for chunk in chunks([str(m) for m in mailbox_ids]):
+                condition, params = self.member_of("mailbox_id", chunk)
+                rows = self.run(cursor, f"SELECT mailbox_id, highestmodseq FROM {{p}}mv_mailboxes "
+                                f"WHERE {condition}", params).fetchall()
+                found.update((UUID(r["mailbox_id"]), int(r["highestmodseq"])) for r in rows)
+        return found
 
     def vanished_since(self, mailbox_id: UUID, modseq: int) -> list[int]:
         with self.read() as cursor:

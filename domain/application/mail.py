@@ -22,6 +22,7 @@ from domain.model.account import Account
 from domain.model.errors import (
     DomainError,
     InvalidMailboxName,
+    MailboxHasChildren,
     MailboxNotFound,
     MailboxProtected,
     MessageNotFound,
@@ -65,6 +66,20 @@ class FlagChange:
     uid: int
     flags: list[str]
     modseq: int
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    changes: list[FlagChange]
+    modified: list[int]
+    position: int
+
+
+@dataclass(frozen=True)
+class AppendItem:
+    raw: bytes
+    flags: list[str]
+    internal_date: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -278,24 +293,36 @@ class MailUseCases(AccountUseCases):
     def append(self, account_id: UUID, mailbox_name: str, raw: bytes,
                flags: list[str] | None = None, internal_date: datetime | None = None) -> tuple[CopyRef, int]:
         """RFC 9051 §6.3.12 APPEND: returns the APPENDUID parts (RFC 4315) and the position."""
-        self.check_size(raw)
-        clean_flags = normalize_flags(flags or [])
+        refs, position = self.append_many(account_id, mailbox_name,
+                                          [AppendItem(raw, flags or [], internal_date)])
+        return refs[0], position
+
+    def append_many(self, account_id: UUID, mailbox_name: str,
+                    items: list[AppendItem]) -> tuple[list[CopyRef], int]:
+        """RFC 3502 MULTIAPPEND: every message is stored, in order, in one transaction,
+        or none is."""
+        for item in items:
+            self.check_size(item.raw)
+        clean = [normalize_flags(item.flags) for item in items]
         mailbox_id = self.mailbox_id_of(account_id, mailbox_name)
-        sealed = self.ports.blobs.put(raw)
-        summary = summarize(raw)
-        date = format_internal_date(internal_date or self.ports.clock.now())
+        sealed = [self.ports.blobs.put(item.raw) for item in items]
+        summaries = [summarize(item.raw) for item in items]
+        dates = [format_internal_date(item.internal_date or self.ports.clock.now()) for item in items]
 
-        def body() -> tuple[CopyRef, int]:
+        def body() -> tuple[list[CopyRef], int]:
             mailbox = self.load(mailbox_id, what="the mailbox owner")
-            delivery_id = uuid4()
-            copy = self._new_copy(mailbox, clean_flags, date, len(raw), sealed.blob_id,
-                                  sealed.data_key, summary, delivery_id)
-            delivery = Delivery(delivery_id=delivery_id, blob_id=sealed.blob_id, size=len(raw),
-                                copy_ids=[copy.id], channel="append")
-            position = self.save_with_envelope(mailbox, copy, delivery)
-            return CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id), position
+            objs: list[object] = [mailbox]
+            refs = []
+            for item, flags, blob, summary, date in zip(items, clean, sealed, summaries, dates, strict=True):
+                delivery_id = uuid4()
+                copy = self._new_copy(mailbox, flags, date, len(item.raw), blob.blob_id,
+                                      blob.data_key, summary, delivery_id)
+                objs += [copy, Delivery(delivery_id=delivery_id, blob_id=blob.blob_id, size=len(item.raw),
+                                        copy_ids=[copy.id], channel="append")]
+                refs.append(CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id))
+            return refs, self.save_with_envelope(*objs)
 
-        with self._body_released_on_refusal(sealed.blob_id):
+        with self._body_released_on_refusal(*(blob.blob_id for blob in sealed)):
             return self.retrying("the mailbox", lambda: [mailbox_id], body)
 
     # -- message state -----------------------------------------------------------------
@@ -313,15 +340,26 @@ class MailUseCases(AccountUseCases):
     def set_flags(self, account_id: UUID, mailbox_id: UUID, uids: list[int], flags: list[str],
                   mode: FlagMode = "replace") -> tuple[list[FlagChange], int]:
         """RFC 9051 §6.4.6 STORE. One new MODSEQ for the command (RFC 7162 §3.2)."""
+        result = self.store_flags(account_id, mailbox_id, uids, flags, mode)
+        return result.changes, result.position
+
+    def store_flags(self, account_id: UUID, mailbox_id: UUID, uids: list[int], flags: list[str],
+                    mode: FlagMode = "replace", unchanged_since: int | None = None) -> StoreResult:
+        """STORE with RFC 7162 §3.1.3 UNCHANGEDSINCE: a message whose MODSEQ is above it
+        is left alone and reported in ``modified``, decided under the mailbox's lock."""
         wanted = set(normalize_flags(flags))
         self._check_owner(account_id, mailbox_id)
 
-        def body() -> tuple[list[FlagChange], int]:
+        def body() -> StoreResult:
             mailbox = self.load(mailbox_id, what="the mailbox owner")
             modseq = mailbox.next_modseq()
             changed: list[MessageCopy] = []
             results: list[FlagChange] = []
+            modified: list[int] = []
             for copy in self._copies(mailbox, uids):
+                if unchanged_since is not None and copy.modseq > unchanged_since:
+                    modified.append(copy.uid)
+                    continue
                 current = set(copy.flags)
                 new = {"replace": wanted, "add": current | wanted, "remove": current - wanted}[mode]
                 if new != current:
@@ -329,9 +367,9 @@ class MailUseCases(AccountUseCases):
                     changed.append(copy)
                 results.append(FlagChange(copy.uid, copy.flags, copy.modseq))
             if not changed:
-                return results, self.recorder.max_notification_id() or 0
+                return StoreResult(results, modified, self.recorder.max_notification_id() or 0)
             mailbox.advance_modseq(modseq)
-            return results, self.save_with_envelope(mailbox, *changed)
+            return StoreResult(results, modified, self.save_with_envelope(mailbox, *changed))
 
         return self.retrying("the mailbox", lambda: [mailbox_id], body)
 
@@ -412,11 +450,18 @@ class MailUseCases(AccountUseCases):
         def body() -> UUID:
             account: Account = self.load(account_id, what="the account")
             account.check_mailbox_absent(name)
-            uidvalidity = account.next_uidvalidity(int(self.ports.clock.now().timestamp()))
-            mailbox = Mailbox(subject_id=account.subject_id, account_id=account.id, name=name,
-                              special_use=special_use, uidvalidity=uidvalidity)
-            account.attach_mailbox(name, str(mailbox.id), uidvalidity)
-            self.save_with_envelope(account, mailbox)
+            objs: list[object] = [account]
+            # RFC 9051 §6.3.4: the superior names a CREATE needs are created with it.
+            levels = name.split(MAILBOX_DELIMITER)
+            parents = [MAILBOX_DELIMITER.join(levels[:n]) for n in range(1, len(levels))]
+            for level_name, use in [(p, None) for p in parents if p not in account.mailboxes] + [
+                    (name, special_use)]:
+                uidvalidity = account.next_uidvalidity(int(self.ports.clock.now().timestamp()))
+                mailbox = Mailbox(subject_id=account.subject_id, account_id=account.id,
+                                  name=level_name, special_use=use, uidvalidity=uidvalidity)
+                account.attach_mailbox(level_name, str(mailbox.id), uidvalidity)
+                objs.append(mailbox)
+            self.save_with_envelope(*objs)
             return mailbox.id
 
         return self.retrying("the account", lambda: [account_id], body)
@@ -455,6 +500,8 @@ class MailUseCases(AccountUseCases):
         def body() -> None:
             account: Account = self.load(account_id, what="the account")
             mailbox_id = account.mailbox_id(name)
+            if any(other.startswith(name + MAILBOX_DELIMITER) for other in account.mailboxes):
+                raise MailboxHasChildren(name)
             mailbox = self.load(mailbox_id, what="the account")
             modseq = mailbox.next_modseq()
             copies = self._copies(mailbox, list(range(1, mailbox.uidnext)))
@@ -493,6 +540,26 @@ class MailUseCases(AccountUseCases):
             out.append(StoredMessage(copy.id, copy.uid, list(copy.flags), copy.internal_date, body))
         self.record_access(account, [m.copy_id for m in out], purpose)
         return out
+
+    def open_bodies(self, account_id: UUID, mailbox_id: UUID, uids: list[int],
+                    purpose: str) -> dict[int, bytes]:
+        """The bodies of a mailbox's messages by UID, for their owner; UIDs expunged
+        meanwhile are left out. One MessagesAccessed event records what was opened
+        (DESIGN §2: reads are processing too)."""
+        account: Account = self.load(account_id, what="the account")
+        if str(mailbox_id) not in account.mailbox_ids_ever:
+            raise MailboxNotFound(str(mailbox_id))
+        bodies: dict[int, bytes] = {}
+        opened: list[UUID] = []
+        for uid in uids:
+            copy = self.load_or_none(copy_id_for(mailbox_id, uid))
+            if copy is None or copy.expunged:
+                continue
+            bodies[uid] = self.ports.blobs.get(copy.blob_id, copy.data_key)
+            opened.append(copy.id)
+        if opened:
+            self.record_access(account, opened, purpose)
+        return bodies
 
     def record_access(self, account: Account, copy_ids: list[UUID], purpose: str) -> int:
         ledger_id = access_ledger_id_for(account.id)

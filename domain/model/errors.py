@@ -69,6 +69,13 @@ class MailboxProtected(DomainError):
         super().__init__(f"mailbox {name!r} cannot be changed: {why}")
 
 
+class MailboxHasChildren(DomainError):
+    """RFC 9051 §6.3.5 / §7.1 HASCHILDREN: delete the inferior mailboxes first."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"mailbox {name!r} has child mailboxes; delete them first")
+
+
 class MessageNotFound(DomainError):
     def __init__(self, what: str) -> None:
         super().__init__(f"no such message: {what}")

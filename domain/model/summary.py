@@ -10,7 +10,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 SUMMARY_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date",
-                  "message-id", "in-reply-to")
+                  "message-id", "in-reply-to", "references")
 MAX_HEADER_BYTES = 256 * 1024
 MAX_FIELD_CHARS = 4096
 

@@ -38,6 +38,16 @@ class MailboxRow:
 
 
 @dataclass(frozen=True)
+class MessageState:
+    """A message's UID, MODSEQ and flags, or (``flags`` None) a UID expunged at ``modseq``:
+    what an IMAP session needs to keep its own view of a mailbox current."""
+
+    uid: int
+    modseq: int
+    flags: list[str] | None
+
+
+@dataclass(frozen=True)
 class MessageRow:
     copy_id: UUID
     mailbox_id: UUID
@@ -111,7 +121,29 @@ class MailboxViewInterface(TrackingRecorder, ABC):
     def mailboxes(self, account_id: UUID) -> list[MailboxRow]: ...
 
     @abstractmethod
-    def messages(self, mailbox_id: UUID) -> list[MessageRow]: ...
+    def mailbox(self, mailbox_id: UUID) -> MailboxRow | None: ...
+
+    @abstractmethod
+    def messages(self, mailbox_id: UUID, uids: list[int] | None = None) -> list[MessageRow]:
+        """The mailbox's messages (only those of ``uids`` when given), by UID."""
+
+    @abstractmethod
+    def message_states(self, mailbox_id: UUID, after_uid: int, since_modseq: int) -> list[MessageState]:
+        """In one statement (one snapshot): messages with a UID above ``after_uid`` or
+        changed after ``since_modseq``, and UIDs expunged after ``since_modseq``.
+
+        Events apply in log order and a mailbox's MODSEQs rise in log order, so a
+        snapshot that holds a change holds every earlier change of the mailbox: a session
+        that remembers the highest MODSEQ it saw misses nothing on its next call."""
+
+    @abstractmethod
+    def storage_used(self, account_id: UUID) -> int:
+        """Octets of every message in the account's mailboxes (RFC 9208 STORAGE)."""
+
+    @abstractmethod
+    def mailbox_marks(self, mailbox_ids: list[UUID]) -> dict[UUID, int]:
+        """HIGHESTMODSEQ of each mailbox that still exists: one query to tell which of
+        many idling sessions have something new."""
 
     @abstractmethod
     def vanished_since(self, mailbox_id: UUID, modseq: int) -> list[int]: ...
