@@ -28,6 +28,7 @@ from adapters.crypto.passwords import Argon2PasswordHasher
 from adapters.crypto.pseudonyms import HmacPseudonymizer
 from adapters.imap.server import ImapService
 from adapters.intake import Intake
+from adapters.login_throttle import LoginThrottle
 from adapters.projection_host import ProjectionHost, ProjectionSpec
 from adapters.scanners.noop import AcceptAll
 from adapters.smtp.server import SmtpService
@@ -199,6 +200,7 @@ class Container:
     blobs: Any
     env: dict[str, str]
     closers: list[Any] = field(default_factory=list)
+    throttle: LoginThrottle | None = None
 
     @property
     def mailbox_view(self) -> MailboxViewInterface:
@@ -303,8 +305,17 @@ def intake(container: Container) -> Intake:
     return Intake(container.app, container.settings.hostname, AcceptAll())
 
 
+def login_throttle(container: Container) -> LoginThrottle:
+    """One per process, shared by every protocol: a guesser cannot reset its budget by
+    switching from SMTP AUTH to IMAP LOGIN."""
+    if container.throttle is None:
+        container.throttle = LoginThrottle(container.settings.auth)
+    return container.throttle
+
+
 def smtp_service(container: Container, tls_context: ssl.SSLContext) -> SmtpService:
-    return SmtpService(container.app, container.settings, intake(container), tls_context)
+    return SmtpService(container.app, container.settings, intake(container), tls_context,
+                       login_throttle(container))
 
 
 #: How long a protocol session waits for the views to show its own change before
@@ -322,7 +333,8 @@ def imap_service(container: Container, tls_context: ssl.SSLContext) -> ImapServi
             log.warning("views are more than %.0f s behind position %d", READ_YOUR_WRITES_SECONDS, position)
 
     view = container.projections.views[MailboxViewProjection.name]
-    return ImapService(container.app, view, wait_for, container.settings, tls_context)
+    return ImapService(container.app, view, wait_for, container.settings, tls_context,
+                       login_throttle(container))
 
 
 def _blob_store_and_lock(settings: Settings) -> tuple[Any, Any]:

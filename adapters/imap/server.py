@@ -78,13 +78,13 @@ class ConnectionTable:
 
 class ImapService:
     def __init__(self, app: LedgerMail, view: MailboxViewInterface, wait_for: Callable[[int], None],
-                 settings: Settings, tls_context: ssl.SSLContext) -> None:
+                 settings: Settings, tls_context: ssl.SSLContext, throttle: LoginThrottle) -> None:
         self.app = app
         self.view = view
         self.wait_for = wait_for
         self.settings = settings
         self.tls_context = tls_context
-        self.throttle = LoginThrottle(settings.auth)
+        self.throttle = throttle
         self.executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap")
         self.table = ConnectionTable(settings.imap.max_connections_per_ip, settings.imap.max_connections)
         self.idlers: set[Connection] = set()

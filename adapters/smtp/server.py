@@ -38,12 +38,12 @@ DRAIN_SECONDS = 10.0
 
 class SmtpService:
     def __init__(self, app: LedgerMail, settings: Settings, intake: Intake,
-                 tls_context: ssl.SSLContext) -> None:
+                 tls_context: ssl.SSLContext, throttle: LoginThrottle) -> None:
         self.settings = settings
         self.tls_context = tls_context
         self.executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="smtp")
         self.table = ConnectionTable(settings.smtp.max_connections_per_ip, settings.smtp.max_connections)
-        self.handler = MailHandler(app, intake, LoginThrottle(settings.auth), self.executor,
+        self.handler = MailHandler(app, intake, throttle, self.executor,
                                    settings.sqlite_dir, settings.smtp.min_free_bytes,
                                    settings.smtp.hide_client_ip_on_submission)
         self.servers: list[asyncio.base_events.Server] = []
