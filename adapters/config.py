@@ -118,6 +118,8 @@ class Imap(BaseModel):
 
     #: Seconds a connection may stay silent before LOGIN.
     login_timeout: float = Field(default=60.0, gt=0)
+    #: Seconds a connection has to log in at all, however busy it keeps the line.
+    login_deadline: float = Field(default=180.0, gt=0)
     #: RFC 9051 §5.4: the autologout timer of an authenticated session is at least
     #: 30 minutes; IDLE counts as activity only until this runs out too.
     idle_timeout: float = Field(default=1800.0, gt=0)

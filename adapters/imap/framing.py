@@ -91,6 +91,7 @@ class CommandFramer:
     _literal: int | None = None
     _literal_binary: bool = False
     _skipping_line: bool = False
+    _skip_tail: bytes = b""
     _events: list[Event] = field(default_factory=list)
     _dead: bool = False
 
@@ -135,6 +136,7 @@ class CommandFramer:
                 # RFC 9051 has no line limit, but a server needs one: refuse the command,
                 # then skip to its end before reading the next.
                 tag = self._tag_of(self._first_line() if self._parts else bytes(self._buffer[:64]))
+                self._skip_tail = bytes(self._buffer[-40:])
                 self._buffer.clear()
                 if not self._skipping_line:
                     self._skipping_line = True
@@ -145,10 +147,13 @@ class CommandFramer:
         del self._buffer[: end + 1]
         if self._skipping_line:
             self._skipping_line = False
+            tail, self._skip_tail = self._skip_tail + line, b""
+            self._die_if_announcing_data(tail)
             return True
         line = line[:-1] if line.endswith(b"\r") else line
         if len(line) > self.max_line:
             self._refuse(line, "line too long")
+            self._die_if_announcing_data(line)
             return True
         self._size += len(line)
         literal = _LITERAL_AT_END.search(line)
@@ -183,6 +188,16 @@ class CommandFramer:
         if synchronizing:
             self._events.append(ContinuationNeeded(size))
         return True
+
+    def _die_if_announcing_data(self, refused_line: bytes) -> None:
+        """A refused line that ends in a non-synchronizing literal has its data on the
+        way: it cannot be told from commands, so the stream is given up (as for an
+        oversized LITERAL+) rather than run as commands."""
+        literal = _LITERAL_AT_END.search(refused_line.rstrip(b"\r"))
+        if literal is not None and literal.group(3) in (b"+", b"-") and self.literal_plus:
+            self._dead = True
+            self._buffer.clear()
+            self._events.append(Fatal("non-synchronizing literal after a refused line"))
 
     def _emit_command(self) -> None:
         self._events.append(Command(tuple(self._parts)))

@@ -17,7 +17,7 @@ import logging
 import socket
 import ssl
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -178,6 +178,7 @@ class Connection:
         self._inflate: Any = None
         self._deflate: Any = None
         self.task: asyncio.Task[Any] | None = None
+        self.connected_at = 0.0
 
     def _wait_for(self, position: int) -> None:
         self.service.wait_for(position)
@@ -186,6 +187,7 @@ class Connection:
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
+        self.connected_at = asyncio.get_running_loop().time()
         table = self.service.table
         refusal = table.admit(self.ip)
         if refusal is not None:
@@ -218,7 +220,12 @@ class Connection:
 
     def _timeout(self) -> float:
         limits = self.service.settings.imap
-        return limits.login_timeout if self.session.state is State.NOT_AUTHENTICATED else limits.idle_timeout
+        if self.session.state is not State.NOT_AUTHENTICATED:
+            return limits.idle_timeout
+        # Silence before login is cut short, and so is a login that never comes (a
+        # client sending NOOP forever), as Dovecot's login processes do.
+        left = self.connected_at + limits.login_deadline - asyncio.get_running_loop().time()
+        return max(0.0, min(limits.login_timeout, left))
 
     async def _read(self) -> bytes:
         try:
@@ -232,6 +239,7 @@ class Connection:
     async def _receive(self, data: bytes) -> None:
         for chunk in self._inflated(data):
             self.framer.max_literal = self.session.literal_limit()
+            self.framer.max_command = self.session.command_limit()
             self.framer.receive_data(chunk)
             for event in self.framer.events():
                 if self.closing:
@@ -241,18 +249,19 @@ class Connection:
                     # STARTTLS: anything pipelined after it was sent in the clear and is
                     # dropped (checklist: STARTTLS command injection, CVE-2011-0411 class).
                     self.framer = CommandFramer(max_line=self.framer.max_line,
-                                                max_literal=self.session.literal_limit())
+                                                max_literal=self.session.literal_limit(),
+                                                max_command=self.session.command_limit())
                     return
 
-    def _inflated(self, data: bytes) -> list[bytes]:
+    def _inflated(self, data: bytes) -> Iterator[bytes]:
+        """The plain bytes, a bounded piece at a time: a compression bomb never sits in
+        memory whole (the framer drops an over-long line as it goes)."""
         if self._inflate is None:
-            return [data]
-        out = []
-        chunk = self._inflate.decompress(data, INFLATE_STEP)
-        out.append(chunk)
+            yield data
+            return
+        yield self._inflate.decompress(data, INFLATE_STEP)
         while self._inflate.unconsumed_tail:
-            out.append(self._inflate.decompress(self._inflate.unconsumed_tail, INFLATE_STEP))
-        return out
+            yield self._inflate.decompress(self._inflate.unconsumed_tail, INFLATE_STEP)
 
     async def _handle(self, event: Any) -> bool:
         """Returns True when the stream was restarted (STARTTLS)."""

@@ -176,6 +176,13 @@ class ImapSession(MailboxCommands, MessageCommands):
                                      f"limit of {self.max_message_bytes}", "TOOBIG")])
         return self._bad_command(event.tag, event.reason)
 
+    def command_limit(self) -> int:
+        """Octets one command may hold, literals included: small literals cannot add up
+        to a big command before login."""
+        if self.state is State.NOT_AUTHENTICATED:
+            return self.limits.max_line + 2 * self.limits.max_literal_before_login
+        return self.max_message_bytes + self.limits.max_line
+
     def literal_limit(self) -> int:
         if self.state is State.NOT_AUTHENTICATED:
             return self.limits.max_literal_before_login
