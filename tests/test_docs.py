@@ -1,4 +1,6 @@
-"""The documentation keeps up with the code: every RFC the code cites has a status."""
+"""The documentation keeps up with the code: every RFC the code cites has a status, and
+every EHLO keyword and IMAP capability the running listeners advertise belongs to an RFC
+documented as implemented (Yes or Partial)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
+from adapters.config import Settings
+from tests.imap_support import PASSWORD, RawImap, add_user, running_imap
 from tests.smtp_support import client_context, running_smtp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +57,19 @@ def test_every_rfc_cited_in_the_code_is_listed_in_docs_rfc_md() -> None:
     assert {number: where for number, where in cited.items() if number not in table} == {}
 
 
+def test_every_setting_is_in_docs_configuration_md() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    keys = []
+    for name, info in Settings.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            keys += [f"{name}.{field}" for field in kind.model_fields]
+        else:
+            keys.append(name)
+    assert "imap.idle_timeout" in keys and "listen.imaps" in keys
+    assert [key for key in keys if f"`{key}`" not in text] == []
+
+
 #: EHLO keyword -> the RFC that defines it.
 EHLO_KEYWORDS = {"PIPELINING": "2920", "SIZE": "1870", "8BITMIME": "6152", "SMTPUTF8": "6531",
                  "ENHANCEDSTATUSCODES": "2034", "DSN": "3461", "STARTTLS": "3207", "AUTH": "4954"}
@@ -74,3 +92,74 @@ def test_every_keyword_the_smtp_listeners_advertise_is_documented_as_implemented
     table = rfc_table()
     assert {k: table.get(EHLO_KEYWORDS[k]) for k in advertised
             if table.get(EHLO_KEYWORDS[k]) not in ("Yes", "Partial")} == {}
+
+
+#: IMAP capability -> the RFC that defines it. Every token a listener advertises must be
+#: here; a new one fails the test below until it is added here and to docs/rfc.md.
+IMAP_CAPABILITIES = {
+    "IMAP4REV1": "3501", "IMAP4REV2": "9051", "STARTTLS": "9051", "LOGINDISABLED": "9051",
+    "AUTH=PLAIN": "4616", "SASL-IR": "4959", "LITERAL+": "7888", "LITERAL-": "7888",
+    "ID": "2971", "ENABLE": "5161", "IDLE": "2177", "NAMESPACE": "2342", "UIDPLUS": "4315",
+    "MOVE": "6851", "UNSELECT": "3691", "CHILDREN": "3348", "LIST-EXTENDED": "5258",
+    "LIST-STATUS": "5819", "SPECIAL-USE": "6154", "CREATE-SPECIAL-USE": "6154",
+    "CONDSTORE": "7162", "QRESYNC": "7162", "ESEARCH": "4731", "SEARCHRES": "5182",
+    "SORT": "5256", "THREAD=REFERENCES": "5256", "THREAD=ORDEREDSUBJECT": "5256",
+    "SORT=DISPLAY": "5957", "ESORT": "5267", "WITHIN": "5032", "BINARY": "3516",
+    "MULTIAPPEND": "3502", "STATUS=SIZE": "8438", "SAVEDATE": "8514", "OBJECTID": "8474",
+    "PREVIEW": "8970", "QUOTA": "9208", "QUOTA=RES-STORAGE": "9208", "UTF8=ACCEPT": "6855",
+    "COMPRESS=DEFLATE": "4978", "UNAUTHENTICATE": "8437",
+}
+#: Capabilities with a value: RFC 7889 APPENDLIMIT=<octets>.
+IMAP_CAPABILITY_PATTERNS = ((re.compile(r"APPENDLIMIT=\d+"), "7889"),)
+
+
+def imap_capability_rfc(token: str) -> str | None:
+    token = token.upper()
+    if token in IMAP_CAPABILITIES:
+        return IMAP_CAPABILITIES[token]
+    return next((rfc for pattern, rfc in IMAP_CAPABILITY_PATTERNS if pattern.fullmatch(token)), None)
+
+
+def capability_tokens(response: bytes) -> set[str]:
+    """The tokens of every ``* CAPABILITY ...`` line and ``[CAPABILITY ...]`` code."""
+    found: set[str] = set()
+    for line in response.decode("ascii").splitlines():
+        match = re.search(r"\[CAPABILITY ([^\]]*)\]", line) or re.match(r"\* CAPABILITY (.*)$", line)
+        if match:
+            found |= set(match.group(1).split())
+    return found
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_every_capability_the_imap_listeners_advertise_is_documented_as_implemented(store: Any) -> None:
+    add_user(store, "docs@example.test")
+    before: set[str] = set()
+    after: set[str] = set()
+    with running_imap(store) as server:
+        client = RawImap(server.imap)
+        try:
+            before |= capability_tokens(client.greeting)
+            before |= capability_tokens(client.command("c1", "CAPABILITY"))
+            after |= capability_tokens(client.login("docs@example.test", PASSWORD))
+            after |= capability_tokens(client.command("c2", "CAPABILITY"))
+        finally:
+            client.close()
+        implicit = RawImap(server.imaps, tls=True)
+        try:
+            before |= capability_tokens(implicit.greeting)
+        finally:
+            implicit.close()
+    assert {"IMAP4rev1", "IMAP4rev2", "STARTTLS", "AUTH=PLAIN"} <= before
+    assert {"IMAP4rev2", "IDLE", "UIDPLUS", "MOVE"} <= after and "STARTTLS" not in after
+    advertised = before | after
+    unknown = {token for token in advertised if imap_capability_rfc(token) is None}
+    assert unknown == set(), f"add these capabilities to IMAP_CAPABILITIES and docs/rfc.md: {unknown}"
+    table = rfc_table()
+    rfc_of = {token: imap_capability_rfc(token) or "" for token in advertised}
+    undocumented = {token: (rfc, table.get(rfc)) for token, rfc in rfc_of.items()
+                    if table.get(rfc) not in ("Yes", "Partial")}
+    assert undocumented == {}, "advertised, but docs/rfc.md has no Yes or Partial row for its RFC"
+    # An RFC the page calls No (SAVEDATE, RFC 8514, today) is advertised by none of its
+    # capabilities.
+    refused = {number for number, status in table.items() if status == "No"}
+    assert {token: rfc for token, rfc in rfc_of.items() if rfc in refused} == {}

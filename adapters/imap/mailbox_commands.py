@@ -25,7 +25,7 @@ from projections.mailbox_view.view import MailboxRow
 
 #: RFC 9051 §6.3.11 / RFC 8438 STATUS items.
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT",
-                "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID")
+                "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID", "DELETED-STORAGE")
 _LIST_SELECT = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 _LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"}
 
@@ -118,7 +118,9 @@ class MailboxCommands:
                 self.untagged(f"* OK [UNSEEN {unseen}] first unseen message")
         self.untagged(f"* OK [UIDVALIDITY {row.uidvalidity}] UIDs valid")
         self.untagged(f"* OK [UIDNEXT {row.uidnext}] predicted next UID")
-        self.untagged(f"* OK [HIGHESTMODSEQ {max(selected.known_modseq, 1)}] highest")  # RFC 7162 §3.1.2.1
+        # RFC 7162 §3.1.2.1. The row counts expunges too; the session keeps asking the
+        # view from what its rows showed (known_modseq), so nothing is skipped.
+        self.untagged(f"* OK [HIGHESTMODSEQ {max(selected.known_modseq, row.highestmodseq, 1)}] highest")
         self.untagged(f"* OK [MAILBOXID ({mailbox_object_id(mailbox_id)})] mailbox id")  # RFC 8474 §4.1
         if self.rev2:
             self.untagged(b"* LIST () \"/\" " + self.wire_name(row.name))  # RFC 9051 §6.3.2
@@ -218,8 +220,8 @@ class MailboxCommands:
                 special_use = match
         if name.upper() == "INBOX":
             raise no("INBOX already exists", "ALREADYEXISTS")
-        self.app.create_mailbox(self.require_account(), name, special_use)
-        return "CREATE completed"
+        mailbox_id = self.app.create_mailbox(self.require_account(), name, special_use)
+        return f"[MAILBOXID ({mailbox_object_id(mailbox_id)})] CREATE completed"  # RFC 8474 §4.1
 
     def cmd_delete(self: Any, cmd: ParsedCommand) -> str:
         if len(cmd.args) != 1:
@@ -429,6 +431,8 @@ class MailboxCommands:
                 value = str(sum(1 for s in states or [] if "\\Deleted" in (s.flags or [])))
             elif item == "SIZE":
                 value = str(sum(m.size for m in self.view.messages(row.mailbox_id)))
+            elif item == "DELETED-STORAGE":  # RFC 9208 §4.3: what EXPUNGE would free
+                value = str(sum(m.size for m in self.view.messages(row.mailbox_id) if "\\Deleted" in m.flags))
             elif item == "RECENT":
                 value = "0"
             elif item == "HIGHESTMODSEQ":

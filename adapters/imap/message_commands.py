@@ -24,14 +24,22 @@ from adapters.imap.dates import format_date_time
 from adapters.imap.envelope import envelope
 from adapters.imap.esearch import esearch_response, parse_return_options, saved_result, search_response
 from adapters.imap.fetch_items import FetchItem, Section, parse_fetch_items, section_bytes
-from adapters.imap.message_text import body_text, header_value
+from adapters.imap.message_text import body_text, decode_words, header_value
 from adapters.imap.preview import preview
 from adapters.imap.search import Key, Matcher, parse_search, uses_modseq
 from adapters.imap.selected import SelectedMailbox, compress_uids
 from adapters.imap.sorting import SortInput, parse_sort_criteria, sort_messages
 from adapters.imap.states import bad, no
 from adapters.imap.threads import ThreadInput, format_threads, thread_orderedsubject, thread_references
-from adapters.imap.tokens import Atom, ParsedCommand, ParseError, SequenceSet, Token, parse_sequence_set
+from adapters.imap.tokens import (
+    MAX_NUMBER,
+    Atom,
+    ParsedCommand,
+    ParseError,
+    SequenceSet,
+    Token,
+    parse_sequence_set,
+)
 from domain.model.errors import InvalidMailboxName, MailboxNotFound
 from domain.model.values import normalize_flags
 from projections.mailbox_view.view import MessageRow
@@ -158,8 +166,10 @@ class MessageCommands:
         _, position = self.app.expunge(self.require_account(), self.selected_id, uids)
         self.settle(position)
         self.report_updates(expunge_allowed=True)
-        if self.condstore:
-            return f"[HIGHESTMODSEQ {max(self.selected.known_modseq, 1)}] EXPUNGE completed"
+        if self.condstore:  # RFC 7162 §3.2.10 (the expunges' MODSEQ, from the view)
+            row = self.view.mailbox(self.selected_id)
+            highest = max(self.selected.known_modseq, row.highestmodseq if row else 0, 1)
+            return f"[HIGHESTMODSEQ {highest}] EXPUNGE completed"
         return "EXPUNGE completed"
 
     # -- FETCH: RFC 9051 §6.4.5; RFC 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED -------------
@@ -183,7 +193,7 @@ class MessageCommands:
             names.add("MODSEQ")
         if want_vanished:
             vanished = [u for u in self.view.vanished_since(self.selected_id, changed_since)
-                        if u in set(numbers.resolve(2**32 - 1))] if not numbers.saved else []
+                        if in_ranges(numbers, u)] if not numbers.saved else []
             if vanished:
                 self.untagged(b"* VANISHED (EARLIER) " + compress_uids(vanished).encode())
         if changed_since is not None:
@@ -290,7 +300,7 @@ class MessageCommands:
             elif name == "PREVIEW":
                 parts.append(b"PREVIEW " + r.string(preview(raw, tree), utf8=True))  # type: ignore[arg-type]
             elif name == "RFC822":
-                parts.append(b"RFC822 " + literal(raw))  # type: ignore[arg-type]
+                parts.append(b"RFC822 " + literal(raw.replace(b"\x00", b"\x80")))  # type: ignore[union-attr]
             elif name == "RFC822.HEADER":
                 parts.append(b"RFC822.HEADER " + literal(tree.header(raw)))  # type: ignore[union-attr, arg-type]
             elif name == "RFC822.TEXT":
@@ -309,6 +319,10 @@ class MessageCommands:
             origin, length = item.partial
             data = data[origin:origin + length]
             label += f"<{origin}>"
+        if data is not None and kind == "BODY":
+            # RFC 9051 §4.3: a literal holds no NUL; only BINARY may send one (~{n}).
+            # Replaced as Dovecot does, octet for octet, so sizes and offsets hold.
+            data = data.replace(b"\x00", b"\x80")
         return label.encode() + b" " + (b"NIL" if data is None else literal(data))
 
     def _binary(self: Any, item: FetchItem, raw: bytes, tree: mime.Part) -> bytes:
@@ -485,9 +499,11 @@ class MessageCommands:
         modseq = None
         if uses_modseq(key) and found:
             modseq = max(selected.modseqs[u] for u in found)  # RFC 7162 §3.1.5
-        if options is None:
+        if options is None and not self.rev2:
             self.out.append(search_response(numbers, modseq))
             return f"{verb} completed"
+        if options is None:
+            options = {"ALL"}  # RFC 9051 §7.3.4: IMAP4rev2 answers SEARCH with ESEARCH
         if "SAVE" in options:  # RFC 5182 §2.4
             self.saved_uids = saved_result(found, options - {"SAVE"})
         self.out.append(esearch_response(cmd.tag, numbers, options - {"SAVE"}, uid, modseq))
@@ -619,6 +635,17 @@ def compress_pairs(numbers: list[int]) -> str:
     return ",".join(str(n) for n in numbers) if numbers != sorted(numbers) else compress_uids(numbers)
 
 
+def in_ranges(numbers: SequenceSet, uid: int) -> bool:
+    """Whether a UID set names ``uid`` (an expunged one: "*" is taken as the largest
+    possible UID), without enumerating the set (1:4294967295 is a common argument)."""
+    for first, last in numbers.ranges:
+        low = MAX_NUMBER if first is None else first
+        high = MAX_NUMBER if last is None else last
+        if min(low, high) <= uid <= max(low, high):
+            return True
+    return False
+
+
 def walk(key: Key) -> list[Key]:
     out, pending = [], [key]
     while pending:
@@ -685,13 +712,13 @@ class SearchMessage:
     def header(self, name: str) -> str:
         lowered = name.lower()
         if self._raw is None or (self._row is not None and lowered in _SUMMARY_HEADERS):
-            return self._row.summary.get(lowered, "") if self._row else ""
+            return decode_words(self._row.summary.get(lowered, "")) if self._row else ""
         return header_value(self._parsed().header(self._raw), lowered)
 
     def header_text(self) -> str:
         if self._raw is None:
             return ""
-        return self._parsed().header(self._raw).decode("utf-8", "replace")
+        return decode_words(self._parsed().header(self._raw).decode("utf-8", "replace"))
 
     def body_text(self) -> str:
         if self._raw is None:

@@ -31,6 +31,9 @@ _FLAG_KEYS = {
     "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
     "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
     "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
+    # RFC 3501 §6.4.4: \Recent is never claimed by a session here (RFC 9051 dropped it),
+    # so RECENT and NEW match nothing and OLD matches everything.
+    "RECENT": ("\\Recent", True), "OLD": ("\\Recent", False),
 }
 _STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
@@ -104,6 +107,8 @@ def _key(tokens: tuple[Token, ...], position: list[int], depth: int) -> Key:
     name = token.upper()
     if name == "ALL":
         return Key("ALL")
+    if name == "NEW":  # RFC 3501 §6.4.4: RECENT UNSEEN
+        return Key("AND", (Key("FLAG", ("\\Recent", True)), Key("FLAG", ("\\Seen", False))))
     if name in _FLAG_KEYS:
         return Key("FLAG", _FLAG_KEYS[name])
     if name in ("KEYWORD", "UNKEYWORD"):
