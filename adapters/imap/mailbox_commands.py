@@ -93,11 +93,11 @@ class MailboxCommands:
         try:
             mailbox_id = self.app.mailbox_id_of(account_id, name)
         except InvalidMailboxName:
-            raise no(f"no mailbox named {name}", "NONEXISTENT") from None
+            raise no(f"no mailbox named {name!r}", "NONEXISTENT") from None
         self.catch_up()
         row: MailboxRow | None = self.view.mailbox(mailbox_id)
         if row is None:
-            raise no(f"no mailbox named {name}", "NONEXISTENT")
+            raise no(f"no mailbox named {name!r}", "NONEXISTENT")
         selected = SelectedMailbox(read_only)
         selected.load(Change(s.uid, s.modseq, tuple(s.flags) if s.flags is not None else None)
                       for s in self.view.message_states(mailbox_id, 0, 0))
@@ -275,7 +275,7 @@ class MailboxCommands:
             self.app.set_subscription(self.require_account(), name, subscribed)
         except (MailboxNotFound, InvalidMailboxName):
             if subscribed:
-                raise no(f"no mailbox named {name}", "NONEXISTENT") from None
+                raise no(f"no mailbox named {name!r}", "NONEXISTENT") from None
         return f"{cmd.name} completed"
 
     # -- LIST / LSUB / NAMESPACE: RFC 9051 §6.3.9, RFC 5258, RFC 3501 §6.3.9 ------------
@@ -405,11 +405,11 @@ class MailboxCommands:
         try:
             mailbox_id = self.app.mailbox_id_of(self.require_account(), name)
         except InvalidMailboxName:
-            raise no(f"no mailbox named {name}", "NONEXISTENT") from None
+            raise no(f"no mailbox named {name!r}", "NONEXISTENT") from None
         self.catch_up()
         row = self.view.mailbox(mailbox_id)
         if row is None:
-            raise no(f"no mailbox named {name}", "NONEXISTENT")
+            raise no(f"no mailbox named {name!r}", "NONEXISTENT")
         self.untagged(self._status_line(row, items))
         return "STATUS completed"
 
@@ -455,7 +455,7 @@ class MailboxCommands:
         try:
             self.app.mailbox_id_of(account_id, name)
         except (MailboxNotFound, InvalidMailboxName):
-            raise no(f"no mailbox named {name}", "TRYCREATE") from None
+            raise no(f"no mailbox named {name!r}", "TRYCREATE") from None
         self.check_quota(sum(len(item.raw) for item in items))
         refs, position = self.app.append_many(account_id, name, items)
         self.settle(position)

@@ -46,8 +46,6 @@ from projections.mailbox_view.view import MessageRow
 
 #: Commands during which EXPUNGE responses may not be sent (RFC 9051 §7.5.1).
 NO_EXPUNGE_DURING = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
-#: Items that set \Seen when fetched (RFC 9051 §6.4.5), unless .PEEK.
-_READING = {"BODY", "BINARY", "RFC822", "RFC822.TEXT"}
 _ROW_ITEMS = {"ENVELOPE", "INTERNALDATE", "RFC822.SIZE", "EMAILID", "SAVEDATE"}
 _BODY_ITEMS = {"BODY", "BODYSTRUCTURE", "BINARY", "BINARY.SIZE", "RFC822", "RFC822.HEADER",
                "RFC822.TEXT", "PREVIEW"}
@@ -255,7 +253,7 @@ class MessageCommands:
     def _mark_seen(self: Any, items: list[FetchItem], uids: list[int]) -> set[int]:
         """RFC 9051 §6.4.5: BODY[...] (not .PEEK) sets \\Seen; the new flags are sent."""
         selected: SelectedMailbox = self.selected
-        if selected.read_only or not any(i.name in _READING and not i.peek for i in items):
+        if selected.read_only or not any(sets_seen(item) for item in items):
             return set()
         unseen = [u for u in uids if "\\Seen" not in selected.flags.get(u, ())]
         if not unseen:
@@ -298,7 +296,7 @@ class MessageCommands:
                                            utf8=self.utf8)
                 parts.append(name.encode() + b" " + structure)
             elif name == "PREVIEW":
-                parts.append(b"PREVIEW " + r.string(preview(raw, tree), utf8=True))  # type: ignore[arg-type]
+                parts.append(b"PREVIEW " + r.string(preview(raw, tree), utf8=self.utf8))  # type: ignore[arg-type]
             elif name == "RFC822":
                 parts.append(b"RFC822 " + literal(raw.replace(b"\x00", b"\x80")))  # type: ignore[union-attr]
             elif name == "RFC822.HEADER":
@@ -415,7 +413,7 @@ class MessageCommands:
         try:
             self.app.mailbox_id_of(account_id, target)
         except (MailboxNotFound, InvalidMailboxName):
-            raise no(f"no mailbox named {target}", "TRYCREATE") from None
+            raise no(f"no mailbox named {target!r}", "TRYCREATE") from None
         if not uids:
             return f"{cmd.name} completed"
         if not move:
@@ -606,11 +604,11 @@ def sent_datetime(row: MessageRow) -> dt.datetime | None:
 
 
 def email_object_id(row: MessageRow | None) -> str:
-    """RFC 8474 §5.1 EMAILID: the same for every copy of one message (copies share their
-    date, size and Message-ID), and no personal data."""
+    """RFC 8474 §5.1 EMAILID: the same for every copy of one message (copies share the
+    stored body) and different for different messages; a digest of the body's id, so
+    it says nothing about the person."""
     assert row is not None
-    seed = f"{row.internal_date}|{row.size}|{row.summary.get('message-id', '')}|{row.summary.get('date', '')}"
-    return "E" + hashlib.sha256(seed.encode("utf-8", "replace")).hexdigest()[:24]
+    return "E" + hashlib.sha256(("emailid|" + row.blob_id).encode()).hexdigest()[:24]
 
 
 def esort_response(tag: str, numbers: list[int], options: set[str], uid: bool) -> bytes:
@@ -633,6 +631,15 @@ def esort_response(tag: str, numbers: list[int], options: set[str], uid: bool) -
 def compress_pairs(numbers: list[int]) -> str:
     """COPYUID sets keep the pairing order (RFC 4315 §3), so ranges only where ascending."""
     return ",".join(str(n) for n in numbers) if numbers != sorted(numbers) else compress_uids(numbers)
+
+
+def sets_seen(item: FetchItem) -> bool:
+    """RFC 9051 §6.4.5: BODY[section], BINARY[section], RFC822 and RFC822.TEXT set
+    \\Seen (not .PEEK, and not BODY without a section, which is the structure)."""
+    if item.peek:
+        return False
+    return item.name in ("RFC822", "RFC822.TEXT") or (item.name in ("BODY", "BINARY")
+                                                      and item.section is not None)
 
 
 def in_ranges(numbers: SequenceSet, uid: int) -> bool:

@@ -323,6 +323,7 @@ class ImapSession(MailboxCommands, MessageCommands):
         self.account_id = None
         self.login = ""
         self.enabled.clear()
+        self.bad_commands = 0  # as if newly connected
         return "UNAUTHENTICATE completed"
 
     def cmd_compress(self, cmd: ParsedCommand) -> Outcome:

@@ -308,7 +308,7 @@ class SqlMailboxView(SqlViewBase):
                 rows.sort(key=lambda r: int(r["uid"]))
         return [MessageRow(UUID(r["copy_id"]), UUID(r["mailbox_id"]), int(r["uid"]), int(r["modseq"]),
                            r["flags"].split() if r["flags"] else [], r["internal_date"], int(r["size"]),
-                           json.loads(r["summary"])) for r in rows]
+                           json.loads(r["summary"]), r["blob_id"]) for r in rows]
 
     def storage_used(self, account_id: UUID) -> int:
         with self.read() as cursor:

@@ -57,6 +57,8 @@ class MessageRow:
     internal_date: str
     size: int
     summary: dict[str, Any]
+    #: The stored body (shared by every copy of one message); no personal data.
+    blob_id: str = ""
 
 
 class MailboxViewInterface(TrackingRecorder, ABC):
