@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint bench bench-smtp clean
+.PHONY: serve test lint bench bench-smtp bench-imap clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(BIN)/.installed
 
 bench-smtp: $(BIN)/.installed
 	$(BIN)/python bench/smtp.py
+
+bench-imap: $(BIN)/.installed
+	$(BIN)/python bench/imap.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
