@@ -425,24 +425,33 @@ def test_create_makes_the_missing_parents_refuses_an_existing_name_and_takes_a_s
                                         "Projects/2024/Q1": "\\HasNoChildren"})
 
 
-def test_delete_refuses_a_mailbox_with_children_and_inbox_and_deletes_a_leaf_with_its_messages(
+def test_delete_keeps_the_children_of_a_mailbox_and_refuses_inbox_and_a_bare_level(
         store: Container) -> None:
+    """RFC 9051 §6.3.5: deleting a mailbox with inferiors removes it and its messages but
+    not the inferiors; its name stays as a level above them, which alone cannot be deleted."""
     with logged_in(store) as client:
         client.command("c1", "CREATE Work/Old")
-        appended(client, message("old"), mailbox="Work/Old")
+        appended(client, message("in the parent"), mailbox="Work")
         parent = client.command("d1", "DELETE Work")
+        level = client.command("l0", 'LIST "" "Work*"')
+        gone = client.command("s1", "STATUS Work (MESSAGES)")
+        bare = client.command("d1b", "DELETE Work")
         inbox = client.command("d2", "DELETE inbox")
         leaf = client.command("d3", "DELETE Work/Old")
-        gone = client.command("d4", "STATUS Work/Old (MESSAGES)")
+        leaf_gone = client.command("d4", "STATUS Work/Old (MESSAGES)")
         missing = client.command("d5", "DELETE Work/Old")
-        now_empty = client.command("d6", "DELETE Work")
+        level_gone = client.command("d6", "DELETE Work")
         listing = client.command("l1", 'LIST "" "*"')
-    assert parent == b"d1 NO [HASCHILDREN] mailbox 'Work' has child mailboxes; delete them first\r\n"
+    assert parent == b"d1 OK DELETE completed\r\n"
+    assert level == (b'* LIST (\\NonExistent \\HasChildren) "/" Work\r\n'
+                     b'* LIST (\\HasNoChildren) "/" Work/Old\r\nl0 OK LIST completed\r\n')
+    assert gone == b"s1 NO [NONEXISTENT] no mailbox named 'Work'\r\n"
+    assert bare == b"d1b NO [HASCHILDREN] mailbox 'Work' has child mailboxes; delete them first\r\n"
     assert inbox == b"d2 NO [CANNOT] INBOX cannot be deleted\r\n"
     assert leaf == b"d3 OK DELETE completed\r\n"
-    assert gone == b"d4 NO [NONEXISTENT] no mailbox named 'Work/Old'\r\n"
+    assert leaf_gone == b"d4 NO [NONEXISTENT] no mailbox named 'Work/Old'\r\n"
     assert missing.startswith(b"d5 NO [NONEXISTENT] ")
-    assert now_empty == b"d6 OK DELETE completed\r\n"
+    assert level_gone.startswith(b"d6 NO [NONEXISTENT] ")
     assert listing == listing_of("l1", {})
 
 

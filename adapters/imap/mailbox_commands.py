@@ -230,7 +230,10 @@ class MailboxCommands:
         if name == "INBOX":
             raise no("INBOX cannot be deleted", "CANNOT")
         account_id = self.require_account()
-        target = self.app.mailbox_id_of(account_id, name)
+        try:
+            target = self.app.mailbox_id_of(account_id, name)
+        except MailboxNotFound:
+            target = None  # perhaps a bare level above others: the use case says which
         self.app.delete_mailbox(account_id, name)
         if target == self.selected_id:
             self.deselect()

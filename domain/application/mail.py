@@ -492,16 +492,20 @@ class MailUseCases(AccountUseCases):
         self.retrying("the account", lambda: [account_id], body)
 
     def delete_mailbox(self, account_id: UUID, name: str) -> None:
-        """RFC 9051 §6.3.5 DELETE: the mailbox's messages are expunged with it."""
+        """RFC 9051 §6.3.5 DELETE: the mailbox's messages are expunged with it. Its
+        inferior mailboxes stay: the name lives on as a level above them (LIST shows it
+        \\NonExistent), and deleting that level alone is refused (HASCHILDREN)."""
         name = normalize_mailbox_name(name)
         if name == "INBOX":
             raise MailboxProtected(name, "INBOX cannot be deleted")
 
         def body() -> None:
             account: Account = self.load(account_id, what="the account")
-            mailbox_id = account.mailbox_id(name)
-            if any(other.startswith(name + MAILBOX_DELIMITER) for other in account.mailboxes):
+            if name not in account.mailboxes and any(
+                    other.startswith(name + MAILBOX_DELIMITER) for other in account.mailboxes):
+                # RFC 9051 §6.3.5: a name that is only a level above others cannot go.
                 raise MailboxHasChildren(name)
+            mailbox_id = account.mailbox_id(name)
             mailbox = self.load(mailbox_id, what="the account")
             modseq = mailbox.next_modseq()
             copies = self._copies(mailbox, list(range(1, mailbox.uidnext)))
