@@ -159,7 +159,6 @@ def test_every_capability_the_imap_listeners_advertise_is_documented_as_implemen
     undocumented = {token: (rfc, table.get(rfc)) for token, rfc in rfc_of.items()
                     if table.get(rfc) not in ("Yes", "Partial")}
     assert undocumented == {}, "advertised, but docs/rfc.md has no Yes or Partial row for its RFC"
-    # An RFC the page calls No (SAVEDATE, RFC 8514, today) is advertised by none of its
-    # capabilities.
+    # An RFC the page calls No is advertised by none of its capabilities.
     refused = {number for number, status in table.items() if status == "No"}
     assert {token: rfc for token, rfc in rfc_of.items() if rfc in refused} == {}

@@ -1253,3 +1253,22 @@ def test_compress_deflate_then_both_directions_are_deflated(store: Container) ->
     assert re.fullmatch(rb"\* 2 EXISTS\r\nz7 OK \[APPENDUID \d+ 2\] APPEND completed\r\n",
                         appended_reply), appended_reply
     assert logout == b"* BYE logging out\r\nz8 OK LOGOUT completed\r\n"
+
+
+def test_savedate_is_when_the_copy_was_saved_not_the_internal_date_given_by_append(
+        store: Container) -> None:
+    """RFC 8514 §4: APPEND may set INTERNALDATE in the past; SAVEDATE is the save itself."""
+    with logged_in(store) as client:
+        reply = client.command("AP", b'APPEND INBOX "01-Jan-2020 10:00:00 +0000" {%d+}\r\n'
+                               % len(message("old")) + message("old"))
+        assert reply.startswith(b"AP OK [APPENDUID ")
+        client.command("s1", "SELECT INBOX")
+        fetched = client.command("f1", "FETCH 1 (INTERNALDATE SAVEDATE)")
+        today = client.command("s2", "SEARCH SAVEDSINCE 1-Jan-2025 SAVEDATESUPPORTED")
+        internal = client.command("s3", "SEARCH SINCE 1-Jan-2025")
+    match = re.fullmatch(rb'\* 1 FETCH \(INTERNALDATE " 1-Jan-2020 10:00:00 \+0000" SAVEDATE "([^"]+)"\)\r\n'
+                         rb"f1 OK FETCH completed\r\n", fetched)
+    assert match is not None, fetched
+    assert not match.group(1).endswith(b"2020 10:00:00 +0000")
+    assert today == b"* SEARCH 1\r\ns2 OK SEARCH completed\r\n"
+    assert internal == b"* SEARCH\r\ns3 OK SEARCH completed\r\n"

@@ -36,6 +36,7 @@ EXTENSIONS = (
     "MULTIAPPEND",      # RFC 3502
     "STATUS=SIZE",      # RFC 8438
     "OBJECTID",         # RFC 8474
+    "SAVEDATE",         # RFC 8514
     "PREVIEW",          # RFC 8970
     "QUOTA",            # RFC 9208
     "QUOTA=RES-STORAGE",  # RFC 9208

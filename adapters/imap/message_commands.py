@@ -49,9 +49,9 @@ NO_EXPUNGE_DURING = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
 _ROW_ITEMS = {"ENVELOPE", "INTERNALDATE", "RFC822.SIZE", "EMAILID", "SAVEDATE"}
 _BODY_ITEMS = {"BODY", "BODYSTRUCTURE", "BINARY", "BINARY.SIZE", "RFC822", "RFC822.HEADER",
                "RFC822.TEXT", "PREVIEW"}
-_ROW_KEYS = {"LARGER", "SMALLER", "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
-             "FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "OLDER", "YOUNGER", "EMAILID",
-             "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}
+_ROW_KEYS = {"SAVEDATESUPPORTED", "LARGER", "SMALLER", "BEFORE", "ON", "SINCE", "SENTBEFORE",
+             "SENTON", "SENTSINCE", "FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "OLDER", "YOUNGER",
+             "EMAILID", "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}
 _SUMMARY_HEADERS = {"from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date",
                     "message-id", "in-reply-to", "references"}
 
@@ -289,8 +289,10 @@ class MessageCommands:
                 parts.append(b"EMAILID (" + email_object_id(row).encode() + b")")
             elif name == "THREADID":
                 parts.append(b"THREADID NIL")  # RFC 8474 §5.2: threads are not tracked
-            elif name == "SAVEDATE":
-                parts.append(b"SAVEDATE NIL")  # RFC 8514 §4: not kept for this mailbox
+            elif name == "SAVEDATE":  # RFC 8514 §4: NIL for a copy saved before it was kept
+                saved = saved_datetime(row)
+                parts.append(b'SAVEDATE "' + format_date_time(saved).encode() + b'"' if saved
+                             else b"SAVEDATE NIL")
             elif name in ("BODYSTRUCTURE", "BODY") and item.section is None:
                 structure = body_structure(raw, tree, extensible=name == "BODYSTRUCTURE",  # type: ignore[arg-type]
                                            utf8=self.utf8)
@@ -592,6 +594,12 @@ def internal_datetime(row: MessageRow | None) -> dt.datetime:
     return dt.datetime.strptime(row.internal_date, "%Y-%m-%dT%H:%M:%S%z")
 
 
+def saved_datetime(row: MessageRow | None) -> dt.datetime | None:
+    if row is None or not row.saved_at:
+        return None
+    return dt.datetime.fromisoformat(row.saved_at)
+
+
 def sent_datetime(row: MessageRow) -> dt.datetime | None:
     value = row.summary.get("date")
     if not value:
@@ -701,7 +709,8 @@ class SearchMessage:
 
     @property
     def save_date(self) -> dt.date | None:
-        return None
+        saved = saved_datetime(self._row) if self._row else None
+        return saved.date() if saved else None
 
     @property
     def email_id(self) -> str:

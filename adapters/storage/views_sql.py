@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking, WaitInterruptedError
+from eventsourcing.persistence import PersistenceError, Tracking, WaitInterruptedError
 
 from adapters.storage.chunking import chunks
 from projections.audit_trail.view import GENESIS_HASH, AuditEntry, AuditRow, chain_hash
@@ -98,6 +98,22 @@ class SqlViewBase:
         with self.write() as cursor:
             for statement in self.ddl():
                 cursor.execute(self.sql(statement))
+        for table, column, kind in self.added_columns:
+            self._add_column(table, column, kind)
+
+    #: Columns added after a table's first release: (table, column, type). Rows written
+    #: before hold NULL there, and readers fall back.
+    added_columns: tuple[tuple[str, str, str], ...] = ()
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        try:
+            with self.read() as cursor:
+                self.run(cursor, f"SELECT {column} FROM {{p}}{table} LIMIT 0")
+            return
+        except PersistenceError:
+            pass  # a table from before the column: add it (in a transaction of its own)
+        with self.write() as cursor:
+            self.run(cursor, f"ALTER TABLE {{p}}{table} ADD COLUMN {column} {kind}")
 
     def wait(self, application_name: str, notification_id: int | None, timeout: float = 1.0,
              interrupt: threading.Event | None = None) -> None:
@@ -137,7 +153,7 @@ class SqlMailboxView(SqlViewBase):
             "CREATE TABLE IF NOT EXISTS {p}mv_messages(copy_id TEXT PRIMARY KEY, "
             "mailbox_id TEXT NOT NULL, uid BIGINT NOT NULL, modseq BIGINT NOT NULL, "
             "flags TEXT NOT NULL, internal_date TEXT NOT NULL, size BIGINT NOT NULL, "
-            "blob_id TEXT NOT NULL, summary TEXT NOT NULL, UNIQUE(mailbox_id, uid))",
+            "blob_id TEXT NOT NULL, summary TEXT NOT NULL, saved_at TEXT, UNIQUE(mailbox_id, uid))",
             "CREATE INDEX IF NOT EXISTS mv_messages_blob ON {p}mv_messages(blob_id)",
             "CREATE INDEX IF NOT EXISTS mv_messages_modseq ON {p}mv_messages(mailbox_id, modseq)",
             "CREATE TABLE IF NOT EXISTS {p}mv_vanished(mailbox_id TEXT NOT NULL, "
@@ -211,11 +227,12 @@ class SqlMailboxView(SqlViewBase):
     def add_message(self, row: MessageRow, blob_id: str, tracking: Tracking) -> None:
         # INSERT ... SELECT: nothing is written when the mailbox row is gone (erased).
         self._apply(tracking, (
-            "INSERT INTO {p}mv_messages SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s "
+            "INSERT INTO {p}mv_messages (copy_id, mailbox_id, uid, modseq, flags, internal_date, "
+            "size, blob_id, summary, saved_at) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s "
             "WHERE EXISTS (SELECT 1 FROM {p}mv_mailboxes WHERE mailbox_id=%s) "
             "ON CONFLICT DO NOTHING",
             (str(row.copy_id), str(row.mailbox_id), row.uid, row.modseq, " ".join(row.flags),
-             row.internal_date, row.size, blob_id, json.dumps(row.summary),
+             row.internal_date, row.size, blob_id, json.dumps(row.summary), row.saved_at or None,
              str(row.mailbox_id))))
 
     def set_flags(self, copy_id: UUID, flags: list[str], modseq: int, tracking: Tracking) -> None:
@@ -308,7 +325,7 @@ class SqlMailboxView(SqlViewBase):
                 rows.sort(key=lambda r: int(r["uid"]))
         return [MessageRow(UUID(r["copy_id"]), UUID(r["mailbox_id"]), int(r["uid"]), int(r["modseq"]),
                            r["flags"].split() if r["flags"] else [], r["internal_date"], int(r["size"]),
-                           json.loads(r["summary"]), r["blob_id"]) for r in rows]
+                           json.loads(r["summary"]), r["blob_id"], r["saved_at"] or "") for r in rows]
 
     def storage_used(self, account_id: UUID) -> int:
         with self.read() as cursor:
@@ -371,6 +388,7 @@ class SqlMailboxView(SqlViewBase):
         return found
 
     view_tables = ("mv_accounts", "mv_aliases", "mv_mailboxes", "mv_messages", "mv_vanished")
+    added_columns = (("mv_messages", "saved_at", "TEXT"),)
 
 
 class SqlAuditTrail(SqlViewBase):

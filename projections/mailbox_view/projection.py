@@ -66,7 +66,7 @@ class MailboxViewProjection(Projection[MailboxViewInterface]):
     def _(self, e: MessageCopy.Created, t: Tracking) -> None:
         row = MessageRow(copy_id=e.originator_id, mailbox_id=e.mailbox_id, uid=e.uid,
                          modseq=e.modseq, flags=list(e.flags), internal_date=e.internal_date,
-                         size=e.size, summary=dict(e.summary))
+                         size=e.size, summary=dict(e.summary), saved_at=e.timestamp.isoformat())
         self.view.add_message(row, e.blob_id, t)
 
     @process_event.register

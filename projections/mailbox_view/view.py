@@ -59,6 +59,9 @@ class MessageRow:
     summary: dict[str, Any]
     #: The stored body (shared by every copy of one message); no personal data.
     blob_id: str = ""
+    #: When this copy was saved into its mailbox (RFC 8514 SAVEDATE), ISO 8601; "" for
+    #: rows written before the view kept it.
+    saved_at: str = ""
 
 
 class MailboxViewInterface(TrackingRecorder, ABC):
