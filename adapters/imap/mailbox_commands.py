@@ -461,7 +461,8 @@ class MailboxCommands:
             raise no(f"no mailbox named {name!r}", "TRYCREATE") from None
         self.check_quota(sum(len(item.raw) for item in items))
         refs, position = self.app.append_many(account_id, name, items)
-        self.settle(position)
+        if refs[0].mailbox_id == self.selected_id:
+            self.settle(position)  # the EXISTS for it rides on this answer
         uids = compress_uids([ref.uid for ref in refs])
         return f"[APPENDUID {refs[0].uidvalidity} {uids}] APPEND completed"
 

@@ -10,6 +10,7 @@ control character in it is replaced.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from adapters.imap import utf7
@@ -19,11 +20,14 @@ MAX_QUOTED = 1024
 _ATOM_SPECIALS = set(b'(){ %*"\\]') | set(range(0x20)) | {0x7F}
 
 
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
 def _quotable(value: bytes, utf8: bool) -> bool:
-    if len(value) > MAX_QUOTED or any(byte in (0x00, 0x0A, 0x0D) for byte in value):
+    if len(value) > MAX_QUOTED or _CONTROL.search(value):
         return False
     if value.isascii():
-        return all(0x20 <= byte <= 0x7E for byte in value)
+        return True
     if not utf8:
         return False  # 8-bit in a quoted string needs UTF8=ACCEPT (RFC 9051 §4.3 / RFC 6855)
     try:

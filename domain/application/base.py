@@ -158,6 +158,15 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
+    def peek(self, aggregate_id: UUID) -> Any | None:
+        """An aggregate to read, never to change: the cached object itself, not a deep
+        copy (the copy is most of the cost of reading a message's key)."""
+        try:
+            return self.repository.get(aggregate_id, deepcopy_from_cache=False,
+                                       fastforward_skipping=True)
+        except AggregateNotFoundError:
+            return None
+
     def evict(self, aggregate_id: UUID) -> None:
         # LRUCache.clear() leaves entries behind in eventsourcing 9.5.6; evict per id.
         cache = self.repository.cache

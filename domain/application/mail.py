@@ -556,8 +556,8 @@ class MailUseCases(AccountUseCases):
         bodies: dict[int, bytes] = {}
         opened: list[UUID] = []
         for uid in uids:
-            copy = self.load_or_none(copy_id_for(mailbox_id, uid))
-            if copy is None or copy.expunged:
+            copy = self.peek(copy_id_for(mailbox_id, uid))
+            if copy is None or copy.expunged or copy.erased:
                 continue
             bodies[uid] = self.ports.blobs.get(copy.blob_id, copy.data_key)
             opened.append(copy.id)
