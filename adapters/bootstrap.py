@@ -10,7 +10,7 @@ import base64
 import logging
 import ssl
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,7 @@ from adapters.crypto.pseudonyms import HmacPseudonymizer
 from adapters.imap.server import ImapService
 from adapters.intake import Intake
 from adapters.login_throttle import LoginThrottle
+from adapters.pop3.server import Pop3Service
 from adapters.projection_host import ProjectionHost, ProjectionSpec
 from adapters.scanners.noop import AcceptAll
 from adapters.smtp.server import SmtpService
@@ -323,7 +324,7 @@ def smtp_service(container: Container, tls_context: ssl.SSLContext) -> SmtpServi
 READ_YOUR_WRITES_SECONDS = 10.0
 
 
-def imap_service(container: Container, tls_context: ssl.SSLContext) -> ImapService:
+def _read_your_writes(container: Container) -> Callable[[int], None]:
     projections = container.projections
 
     def wait_for(position: int) -> None:
@@ -332,9 +333,17 @@ def imap_service(container: Container, tls_context: ssl.SSLContext) -> ImapServi
         except TimeoutError:
             log.warning("views are more than %.0f s behind position %d", READ_YOUR_WRITES_SECONDS, position)
 
-    view = container.projections.views[MailboxViewProjection.name]
-    return ImapService(container.app, view, wait_for, container.settings, tls_context,
-                       login_throttle(container))
+    return wait_for
+
+
+def imap_service(container: Container, tls_context: ssl.SSLContext) -> ImapService:
+    return ImapService(container.app, container.mailbox_view, _read_your_writes(container),
+                       container.settings, tls_context, login_throttle(container))
+
+
+def pop3_service(container: Container, tls_context: ssl.SSLContext) -> Pop3Service:
+    return Pop3Service(container.app, container.mailbox_view, _read_your_writes(container),
+                       container.settings, tls_context, login_throttle(container))
 
 
 def _blob_store_and_lock(settings: Settings) -> tuple[Any, Any]:

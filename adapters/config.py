@@ -136,6 +136,22 @@ class Imap(BaseModel):
     max_nesting: int = Field(default=32, ge=4)
 
 
+class Pop3(BaseModel):
+    """Limits of the POP3 listeners; each is enforced and tested (DESIGN §5)."""
+
+    #: RFC 1939 §3: an autologout timer of at least 10 minutes.
+    idle_timeout: float = Field(default=600.0, gt=0)
+    #: Seconds a connection has to log in at all.
+    login_deadline: float = Field(default=180.0, gt=0)
+    #: RFC 2449 §4: commands are at most 255 octets; SASL responses may be longer.
+    max_line: int = Field(default=4096, ge=512)
+    #: -ERR answers before the connection is closed (fewer before login).
+    max_errors_before_login: int = Field(default=3, ge=1)
+    max_errors: int = Field(default=20, ge=1)
+    max_connections_per_ip: int = Field(default=50, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
+
+
 class Auth(BaseModel):
     """Failed logins: a growing delay, then a temporary lockout per IP and per login."""
 
@@ -165,6 +181,7 @@ class Settings(BaseSettings):
     tls: Tls = Tls()
     smtp: Smtp = Smtp()
     imap: Imap = Imap()
+    pop3: Pop3 = Pop3()
     auth: Auth = Auth()
     crypto: Crypto = Crypto()
     compliance: Compliance = Compliance()

@@ -18,6 +18,7 @@ import uvicorn
 from adapters import bootstrap
 from adapters.config import Settings
 from adapters.imap.server import LISTENERS as IMAP_LISTENERS
+from adapters.pop3.server import LISTENERS as POP3_LISTENERS
 from adapters.smtp.server import LISTENERS as SMTP_LISTENERS
 from adapters.tls import TlsConfigError, server_context
 
@@ -73,6 +74,8 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     await smtp.start(smtp_sockets)
     imap = bootstrap.imap_service(container, tls_context)
     await imap.start({name: sock for name, sock in sockets.items() if name in IMAP_LISTENERS})
+    pop3 = bootstrap.pop3_service(container, tls_context)
+    await pop3.start({name: sock for name, sock in sockets.items() if name in POP3_LISTENERS})
     servers: list[uvicorn.Server] = []
     tasks: list[asyncio.Task[None]] = []
     if "http" in sockets:
@@ -87,6 +90,7 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     await stop.wait()
     await smtp.stop()
     await imap.stop()
+    await pop3.stop()
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -101,7 +105,7 @@ class ListenError(Exception):
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     """Every configured listener this release serves, bound before any is served."""
     bound: dict[str, socket.socket] = {}
-    for name in (*SMTP_LISTENERS, *IMAP_LISTENERS, "http"):
+    for name in (*SMTP_LISTENERS, *IMAP_LISTENERS, *POP3_LISTENERS, "http"):
         address = settings.listen.address(name)
         if address is None:
             continue

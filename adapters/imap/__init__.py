@@ -1,1 +1,1 @@
-"""IMAP (issue #4): so far only the pieces with no design choice left in them."""
+"""IMAP (RFC 9051, RFC 3501): the sans-I/O framer, tokenizer, writers and session, and the asyncio server."""

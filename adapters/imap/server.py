@@ -10,7 +10,6 @@ one query for all idling sessions, whose mailbox has a new HIGHESTMODSEQ.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import contextvars
 import logging
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from adapters.config import Settings
+from adapters.connections import ConnectionTable
 from adapters.imap.framing import (
     BadCommand,
     Command,
@@ -33,6 +33,7 @@ from adapters.imap.framing import (
 from adapters.imap.session import ImapSession, Outcome, Peer
 from adapters.imap.states import State
 from adapters.login_throttle import LoginThrottle
+from adapters.logins import is_loopback
 from domain.application.service import LedgerMail
 from projections.mailbox_view.view import MailboxViewInterface
 
@@ -51,29 +52,6 @@ STOP_GRACE_SECONDS = 1.0
 #: Inflated bytes handed to the framer at a time (a compression bomb stays bounded).
 INFLATE_STEP = 65536
 T = TypeVar("T")
-
-
-class ConnectionTable:
-    """Open IMAP connections per client address and in total."""
-
-    def __init__(self, per_ip: int, total: int) -> None:
-        self.per_ip = per_ip
-        self.total = total
-        self.by_ip: collections.Counter[str] = collections.Counter()
-        self.open: set[Connection] = set()
-
-    def admit(self, ip: str) -> bytes | None:
-        if len(self.open) >= self.total:
-            return b"* BYE [UNAVAILABLE] server busy, try again later\r\n"
-        if self.by_ip[ip] >= self.per_ip:
-            return b"* BYE [UNAVAILABLE] too many connections from your address\r\n"
-        self.by_ip[ip] += 1
-        return None
-
-    def release(self, ip: str) -> None:
-        self.by_ip[ip] -= 1
-        if self.by_ip[ip] <= 0:
-            del self.by_ip[ip]
 
 
 class ImapService:
@@ -169,7 +147,7 @@ class Connection:
         self.session = ImapSession(
             service.app, service.view, self._wait_for, service.throttle, limits,
             service.settings.max_message_bytes, service.settings.hostname,
-            Peer(ip=ip, listener=listener, secure=implicit_tls or _is_loopback(ip), tls=implicit_tls,
+            Peer(ip=ip, listener=listener, secure=implicit_tls or is_loopback(ip), tls=implicit_tls,
                  can_starttls=not implicit_tls))
         self.framer = CommandFramer(max_line=limits.max_line, max_literal=limits.max_literal_before_login)
         self.wake = asyncio.Event()
@@ -192,7 +170,7 @@ class Connection:
         refusal = table.admit(self.ip)
         if refusal is not None:
             with contextlib.suppress(Exception):
-                self.writer.write(refusal)
+                self.writer.write(b"* BYE [UNAVAILABLE] " + refusal.encode() + b"\r\n")
                 await self.writer.drain()
             await self._close()
             return
@@ -376,7 +354,3 @@ class Connection:
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), timeout=2.0)
-
-
-def _is_loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1") or ip.startswith("::ffff:127.")

@@ -10,8 +10,6 @@ time per connection. The commands of the authenticated and selected states live 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
 from collections.abc import Callable
@@ -27,10 +25,10 @@ from adapters.imap.selected import SelectedMailbox
 from adapters.imap.states import ANY, AUTH, NOT_AUTH, SELECTED, Outcome, Peer, Refusal, State, bad, no
 from adapters.imap.tokens import NIL, Atom, ParsedCommand, ParseError, String, Token, parse_command
 from adapters.login_throttle import LoginThrottle
+from adapters.logins import SaslError, check_login, decode_plain
 from domain.application.context import acting
 from domain.application.service import LedgerMail
 from domain.model.errors import (
-    AuthenticationFailed,
     DomainError,
     InvalidMailboxName,
     LegalHoldActive,
@@ -271,14 +269,11 @@ class ImapSession(MailboxCommands, MessageCommands):
         return self._sasl_plain(tag, line.strip())
 
     def _sasl_plain(self, tag: bytes, encoded: bytes) -> Outcome:
-        # RFC 4616 §2: [authzid] NUL authcid NUL passwd.
         try:
-            message = base64.b64decode(encoded, validate=True)
-            authzid, authcid, password = message.split(b"\x00")
-            user, secret = authcid.decode("utf-8"), password.decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            return self._bad_command(tag, "invalid SASL PLAIN response")
-        if authzid and authzid != authcid:
+            authzid, user, secret = decode_plain(encoded)
+        except SaslError as error:
+            return self._bad_command(tag, str(error))
+        if authzid and authzid != user:
             return Outcome([r.tagged(tag, "NO", "cannot act as another user", "AUTHORIZATIONFAILED")])
         return self._authenticate(tag, user, secret)
 
@@ -286,30 +281,19 @@ class ImapSession(MailboxCommands, MessageCommands):
         if not self.peer.secure:
             # RFC 9051 §6.2.3: LOGINDISABLED was advertised.
             return Outcome([r.tagged(tag, "NO", "LOGIN needs TLS; use STARTTLS first", "PRIVACYREQUIRED")])
-        ip = self.peer.ip
-        verdict = self.throttle.begin(ip, user)
-        if verdict.locked:
+        result = check_login(self.app, self.throttle, self.peer.ip, user, password,
+                             protocol=f"imap-{self.peer.listener}", session=self.id)
+        if result.locked:
             return Outcome([r.tagged(tag, "NO", "too many failed logins; try again later", "UNAVAILABLE")],
-                           delay=verdict.delay)
-        failed = False
-        try:
-            with acting(f"peer:{ip}", protocol=f"imap-{self.peer.listener}", session=self.id,
-                        purpose="authentication"):
-                account_id = self.app.authenticate(user, password)
-        except (AuthenticationFailed, DomainError, ValueError):
-            failed = True
-        except Exception:  # noqa: BLE001 - the store is down: not the user's fault
-            log.warning("IMAP login could not be checked", exc_info=True)
+                           delay=result.delay)
+        if result.unavailable:
             return Outcome([r.tagged(tag, "NO", "cannot check credentials now; try again", "UNAVAILABLE")])
-        finally:
-            self.throttle.end(ip, user, failed=failed)
-        if failed:
+        if result.account_id is None:
             # Identical text for unknown user and wrong password (checklist §1).
             return Outcome([r.tagged(tag, "NO", "invalid credentials", "AUTHENTICATIONFAILED")],
-                           delay=self.throttle.check(ip, user).delay)
-        self.throttle.succeeded(ip, user)
+                           delay=result.delay)
         self.state = State.AUTHENTICATED
-        self.account_id = account_id
+        self.account_id = result.account_id
         self.login = user
         self.bad_commands = 0
         caps = " ".join(self.capability_list())

@@ -430,6 +430,24 @@ class MailUseCases(AccountUseCases):
 
         return self.retrying("the mailbox", lambda: [mailbox_id], body)
 
+    def remove(self, account_id: UUID, mailbox_id: UUID, uids: list[int]) -> tuple[list[int], int]:
+        """RFC 1939 §6 (POP3 UPDATE): the messages a session marked are expunged together,
+        whatever their flags, in one transaction; already gone ones are skipped."""
+        self._check_owner(account_id, mailbox_id)
+
+        def body() -> tuple[list[int], int]:
+            mailbox = self.load(mailbox_id, what="the mailbox owner")
+            doomed = self._copies(mailbox, uids)
+            if not doomed:
+                return [], self.recorder.max_notification_id() or 0
+            modseq = mailbox.next_modseq()
+            for copy in doomed:
+                copy.expunge(modseq)
+            mailbox.advance_modseq(modseq)
+            return [c.uid for c in doomed], self.save_with_envelope(mailbox, *doomed)
+
+        return self.retrying("the mailbox", lambda: [mailbox_id], body)
+
     # -- mailboxes ---------------------------------------------------------------------
 
     def mailbox_id_of(self, account_id: UUID, name: str) -> UUID:
