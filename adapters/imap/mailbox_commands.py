@@ -505,6 +505,7 @@ class MailboxCommands:
     def quota(self: Any) -> tuple[int, int]:
         """(octets used, limit) of the logged-in account."""
         account_id = self.require_account()
+        self.catch_up()  # usage includes this session's APPENDs, answered before the view had them
         limit = next((a.quota_bytes for a in self.view.accounts() if a.account_id == account_id), 0)
         return self.view.storage_used(account_id), limit
 
