@@ -432,6 +432,38 @@ def test_reading_a_body_records_one_messages_accessed_event_per_fetch_and_fetch_
             assert (entry.actor, entry.protocol) == (f"user:{account_id}", "imap-imap")
 
 
+def test_pipelined_fetches_are_answered_in_order_and_each_records_its_own_read(
+        store: Container) -> None:
+    """Commands sent together run as a batch (their reads saved together); each FETCH
+    still gets its own MessagesAccessed event naming the message it read."""
+    add_user(store, ALICE)
+    with running_imap(store) as server:
+        raws = fill(server, 5)
+        with session(server, "SELECT INBOX") as client:
+            before = last_position(store)
+            client.send(b"".join(b"p%d FETCH %d BODY.PEEK[]\r\n" % (n, n) for n in range(1, 6)))
+            replies = [client.until_tagged(f"p{n}") for n in range(1, 6)]
+            entries = audit_since(store, before)
+    for n, reply in enumerate(replies, start=1):
+        assert reply == (b"* %d FETCH (BODY[] {%d}\r\n" % (n, len(raws[n - 1])) + raws[n - 1]
+                         + b")\r\n" + done(f"p{n}"))
+    reads = [e for e in entries if e.event_type == "AccessLedger.MessagesAccessed"]
+    assert len(reads) == 5
+
+
+def test_idle_and_done_sent_in_one_write_end_the_idle_at_once(store: Container) -> None:
+    add_user(store, ALICE)
+    with running_imap(store) as server, session(server, "SELECT INBOX") as client:
+        started = time.monotonic()
+        client.send(b"i1 IDLE\r\nDONE\r\nn1 NOOP\r\n")
+        idle = client.until_tagged("i1")
+        noop = client.until_tagged("n1")
+        elapsed = time.monotonic() - started
+    assert idle == b"+ idling\r\ni1 OK IDLE terminated\r\n"
+    assert noop == done("n1", "NOOP")
+    assert elapsed < 1.0
+
+
 def test_flag_changes_expunges_and_moves_are_audit_events(store: Container) -> None:
     with serving(store) as server:
         fill(server, 4)

@@ -204,7 +204,7 @@ class MessageCommands:
             rows = self.message_rows(live)
         bodies: dict[int, bytes] = {}
         if names & _BODY_ITEMS:
-            bodies = self.app.open_bodies(self.require_account(), self.selected_id, live, "imap fetch")
+            bodies = self.open_bodies(live, "imap fetch")
         seen_now = self._mark_seen(items, [u for u in live if u in bodies or not names & _BODY_ITEMS])
         issued = False
         for message_uid in uids:
@@ -471,7 +471,7 @@ class MessageCommands:
         needs_body = bool(names & {"BODY", "TEXT"}) or any(
             k.name == "HEADER" and k.arg[0].lower() not in _SUMMARY_HEADERS for k in walk(key))  # type: ignore[index]
         if needs_body:
-            bodies = self.app.open_bodies(self.require_account(), self.selected_id, uids, "imap search")
+            bodies = self.open_bodies(uids, "imap search")
         saved = set(self.saved_uids) if self.saved_uids is not None else None
         matcher = Matcher(key, largest_seq=selected.exists,
                           largest_uid=selected.uids[-1] if selected.uids else 0, saved=saved)

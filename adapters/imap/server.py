@@ -47,6 +47,8 @@ WORKERS = 16
 #: the issue asks for under a second).
 WATCH_SECONDS = 0.1
 READ_SIZE = 65536
+#: Pipelined commands handed to one worker call at most.
+PIPELINE_BATCH = 32
 #: How long a stopping server waits for connections to close after BYE.
 STOP_GRACE_SECONDS = 1.0
 #: Inflated bytes handed to the framer at a time (a compression bomb stays bounded).
@@ -157,6 +159,8 @@ class Connection:
         self._deflate: Any = None
         self.task: asyncio.Task[Any] | None = None
         self.connected_at = 0.0
+        #: Pipelined commands a batch left unrun, to go back to the queue.
+        self._leftover: list[Command] = []
 
     def _wait_for(self, position: int) -> None:
         self.service.wait_for(position)
@@ -178,7 +182,7 @@ class Connection:
         try:
             await self._send([self.session.greeting()])
             while not self.closing:
-                data = await self._read()
+                data = await (self._idle() if self.session.idling_tag else self._read())
                 if not data:
                     break
                 await self._receive(data)
@@ -219,10 +223,19 @@ class Connection:
             self.framer.max_literal = self.session.literal_limit()
             self.framer.max_command = self.session.command_limit()
             self.framer.receive_data(chunk)
-            for event in self.framer.events():
-                if self.closing:
-                    return
-                restart = await self._handle(event)
+            events = self.framer.events()
+            while events and not self.closing:
+                # Commands pipelined together run in one worker call, and the reads
+                # they make are recorded in one transaction (session.execute_many).
+                run = 1
+                if isinstance(events[0], Command) and not (self.session.idling_tag or self.session.sasl_tag):
+                    while run < len(events) and run < PIPELINE_BATCH and isinstance(events[run], Command):
+                        run += 1
+                batch, events = events[:run], events[run:]
+                restart = await (self._handle(batch[0]) if run == 1 else self._handle_many(batch))
+                if restart is None:
+                    events, self._leftover = self._leftover + events, []
+                    continue
                 if restart:
                     # STARTTLS: anything pipelined after it was sent in the clear and is
                     # dropped (checklist: STARTTLS command injection, CVE-2011-0411 class).
@@ -268,6 +281,19 @@ class Connection:
             return await self._apply(await self.service.run(session.sasl_response, first))
         return await self._apply(await self.service.run(session.execute, event))
 
+    async def _handle_many(self, commands: list[Command]) -> bool | None:
+        """Several pipelined commands at once. The session stops after one that changes
+        the connection (STARTTLS, COMPRESS, IDLE, LOGOUT, a login delay...); the rest go
+        back to the queue (None is returned then)."""
+        outcomes = await self.service.run(self.session.execute_many, commands)
+        for outcome in outcomes[:-1]:
+            await self._send(outcome.lines)
+        restart = await self._apply(outcomes[-1])
+        if len(outcomes) < len(commands) and not self.closing and not restart:
+            self._leftover = commands[len(outcomes):]
+            return None
+        return restart
+
     async def _apply(self, outcome: Outcome) -> bool:
         if outcome.delay:
             await asyncio.sleep(outcome.delay)
@@ -283,17 +309,17 @@ class Connection:
             self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
             self._inflate = zlib.decompressobj(-15)
         if outcome.idle:
-            self.service.idlers.add(self)
-            await self._idle()
+            self.service.idlers.add(self)  # the run loop now waits in _idle
         return False
 
-    async def _idle(self) -> None:
-        """Wait for DONE (or any line) and for changes, whichever comes first."""
+    async def _idle(self) -> bytes:
+        """While IDLE: send changes as the watcher reports them, until the client sends
+        something (DONE, normally), which is returned like any read."""
         session = self.session
-        read: asyncio.Task[bytes] | None = None
+        self.service.idlers.add(self)
+        read = asyncio.ensure_future(self.reader.read(READ_SIZE))
         try:
-            while session.idling_tag and not self.closing:
-                read = read or asyncio.ensure_future(self.reader.read(READ_SIZE))
+            while True:
                 self.wake.clear()
                 woken = asyncio.ensure_future(self.wake.wait())
                 done, _ = await asyncio.wait({read, woken}, timeout=self._timeout(),
@@ -301,23 +327,15 @@ class Connection:
                 woken.cancel()
                 if not done:
                     await self._send([b"* BYE autologout; idle for too long\r\n"])
-                    self.closing = True
-                    return
-                if woken in done:
+                    return b""
+                if woken in done and not read.done():
                     await self._send(await self.service.run(session.idle_updates))
                 if read.done():
-                    data = read.result()
-                    read = None
-                    if not data:
-                        self.closing = True
-                        return
                     self.service.idlers.discard(self)
-                    await self._receive(data)
-                    if session.idling_tag:
-                        self.service.idlers.add(self)
+                    return read.result()
         finally:
             self.service.idlers.discard(self)
-            if read is not None and not read.done():
+            if not read.done():
                 read.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await read

@@ -70,8 +70,8 @@ class ImapSession(MailboxCommands, MessageCommands):
         self.idling_tag = b""
         self.sasl_tag = b""
         self.out: list[bytes] = []
-        #: Mailbox id -> HIGHESTMODSEQ when the IDLE watcher last woke this session.
-        self.watched_modseq = 0
+        #: Reads made by a batch of pipelined commands, recorded when the batch ends.
+        self.deferred_reads: list[tuple[list[uuid.UUID], str]] | None = None
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -152,6 +152,48 @@ class ImapSession(MailboxCommands, MessageCommands):
         outcome.lines = self.out + outcome.lines
         self.out = []
         return outcome
+
+    def execute_many(self, commands: list[Command]) -> list[Outcome]:
+        """Pipelined commands in order, stopping after one whose outcome the server must
+        act on before reading on (TLS, compression, IDLE, SASL, a delay, close). Message
+        reads are recorded at the end, one event per command in one transaction, before
+        any answer leaves; if that fails, the commands that read answer NO instead."""
+        self.deferred_reads = []
+        outcomes: list[Outcome] = []
+        read_by: list[bool] = []
+        try:
+            for command in commands:
+                before = len(self.deferred_reads)
+                outcome = self.execute(command)
+                outcomes.append(outcome)
+                read_by.append(len(self.deferred_reads) > before)
+                if (outcome.close or outcome.starttls or outcome.compress or outcome.idle or outcome.sasl
+                        or outcome.delay):
+                    break
+            if self.deferred_reads:
+                try:
+                    with acting(f"user:{self.account_id}", protocol=f"imap-{self.peer.listener}",
+                                session=self.id, purpose="mailbox access"):
+                        self.app.record_accesses(self.require_account(), self.deferred_reads)
+                except Exception:  # noqa: BLE001 - no record, no data
+                    log.exception("IMAP reads could not be recorded")
+                    for index, command in enumerate(commands[:len(outcomes)]):
+                        if read_by[index]:
+                            outcomes[index] = Outcome([r.tagged(command.tag, "NO", "the read could not be "
+                                                                "recorded; nothing was sent", "SERVERBUG")])
+        finally:
+            self.deferred_reads = None
+        return outcomes
+
+    def open_bodies(self, uids: list[int], purpose: str) -> dict[int, bytes]:
+        """Message bodies of the selected mailbox. Alone, the read is recorded at once;
+        inside ``execute_many`` it is recorded with the batch's other reads."""
+        if self.deferred_reads is None:
+            return self.app.open_bodies(self.require_account(), self.selected_id, uids, purpose)
+        bodies, opened = self.app.read_bodies(self.require_account(), self.selected_id, uids)
+        if opened:
+            self.deferred_reads.append((opened, purpose))
+        return bodies
 
     def _bad_command(self, tag: bytes, text: str, keep: list[bytes] | None = None) -> Outcome:
         """RFC 9051 §7.1.3 BAD; too many of them end the connection (three before login)."""

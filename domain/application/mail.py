@@ -567,7 +567,16 @@ class MailUseCases(AccountUseCases):
                     purpose: str) -> dict[int, bytes]:
         """The bodies of a mailbox's messages by UID, for their owner; UIDs expunged
         meanwhile are left out. One MessagesAccessed event records what was opened
-        (DESIGN §2: reads are processing too)."""
+        (DESIGN §2: reads are processing too), before anything is returned."""
+        bodies, opened = self.read_bodies(account_id, mailbox_id, uids)
+        if opened:
+            self.record_accesses(account_id, [(opened, purpose)])
+        return bodies
+
+    def read_bodies(self, account_id: UUID, mailbox_id: UUID,
+                    uids: list[int]) -> tuple[dict[int, bytes], list[UUID]]:
+        """``open_bodies`` without the record: the caller must ``record_accesses`` the
+        returned copy ids before the bodies leave the process."""
         account: Account = self.load(account_id, what="the account")
         if str(mailbox_id) not in account.mailbox_ids_ever:
             raise MailboxNotFound(str(mailbox_id))
@@ -579,9 +588,24 @@ class MailUseCases(AccountUseCases):
                 continue
             bodies[uid] = self.ports.blobs.get(copy.blob_id, copy.data_key)
             opened.append(copy.id)
-        if opened:
-            self.record_access(account, opened, purpose)
-        return bodies
+        return bodies, opened
+
+    def record_accesses(self, account_id: UUID, reads: list[tuple[list[UUID], str]]) -> int:
+        """One MessagesAccessed event per read (per protocol command), all saved in one
+        transaction: pipelined commands cost one commit, not one each."""
+        account: Account = self.load(account_id, what="the account")
+        ledger_id = access_ledger_id_for(account.id)
+
+        def body() -> int:
+            ledger = self.load_or_none(ledger_id)
+            if ledger is None:
+                ledger = AccessLedger(subject_id=account.subject_id, account_id=account.id)
+            ledger.check_not_erased()
+            for copy_ids, purpose in reads:
+                ledger.record(copy_ids=list(copy_ids), purpose=purpose)
+            return self.save_with_envelope(ledger)
+
+        return self.retrying("the access ledger", lambda: [ledger_id], body)
 
     def record_access(self, account: Account, copy_ids: list[UUID], purpose: str) -> int:
         ledger_id = access_ledger_id_for(account.id)
