@@ -451,6 +451,26 @@ def test_pipelined_fetches_are_answered_in_order_and_each_records_its_own_read(
     assert len(reads) == 5
 
 
+def test_pipelined_appends_each_get_their_own_appenduid_and_a_bad_one_fails_alone(
+        store: Container) -> None:
+    add_user(store, ALICE)
+    raws = [message(f"p{n}") for n in range(1, 5)]
+    with running_imap(store) as server, session(server, "SELECT INBOX") as client:
+        uidvalidity = number(rb"UIDVALIDITY (\d+)", client.command("S", "STATUS INBOX (UIDVALIDITY)"))
+        commands = [b"a%d APPEND INBOX {%d+}\r\n%s\r\n" % (n, len(raw), raw) for n, raw in enumerate(raws, 1)]
+        commands.insert(2, b"x1 APPEND Nowhere {%d+}\r\n%s\r\n" % (len(raws[0]), raws[0]))
+        client.send(b"".join(commands))
+        replies = {tag: client.until_tagged(tag) for tag in ("a1", "a2", "x1", "a3", "a4")}
+        fetched = client.command("f1", "UID FETCH 1:* BODY.PEEK[]")
+    assert replies["a1"].endswith(b"a1 OK [APPENDUID %d 1] APPEND completed\r\n" % uidvalidity)
+    assert replies["a2"].endswith(b"a2 OK [APPENDUID %d 2] APPEND completed\r\n" % uidvalidity)
+    assert replies["x1"] == b"x1 NO [TRYCREATE] no mailbox named 'Nowhere'\r\n"
+    assert replies["a3"].endswith(b"a3 OK [APPENDUID %d 3] APPEND completed\r\n" % uidvalidity)
+    assert replies["a4"].endswith(b"a4 OK [APPENDUID %d 4] APPEND completed\r\n" % uidvalidity)
+    assert b"".join(replies.values()).count(b" EXISTS\r\n") >= 1
+    assert [fetched.count(raw) for raw in raws] == [1, 1, 1, 1]
+
+
 def test_idle_and_done_sent_in_one_write_end_the_idle_at_once(store: Container) -> None:
     add_user(store, ALICE)
     with running_imap(store) as server, session(server, "SELECT INBOX") as client:

@@ -21,12 +21,13 @@ from adapters.imap.capabilities import ENABLEABLE, capabilities
 from adapters.imap.framing import BadCommand, Command, LiteralRefused
 from adapters.imap.mailbox_commands import MailboxCommands
 from adapters.imap.message_commands import NO_EXPUNGE_DURING, MessageCommands
-from adapters.imap.selected import SelectedMailbox
+from adapters.imap.selected import SelectedMailbox, compress_uids
 from adapters.imap.states import ANY, AUTH, NOT_AUTH, SELECTED, Outcome, Peer, Refusal, State, bad, no
 from adapters.imap.tokens import NIL, Atom, ParsedCommand, ParseError, String, Token, parse_command
 from adapters.login_throttle import LoginThrottle
 from adapters.logins import SaslError, check_login, decode_plain
 from domain.application.context import acting
+from domain.application.mail import AppendItem
 from domain.application.service import LedgerMail
 from domain.model.errors import (
     DomainError,
@@ -162,9 +163,14 @@ class ImapSession(MailboxCommands, MessageCommands):
         outcomes: list[Outcome] = []
         read_by: list[bool] = []
         try:
-            for command in commands:
+            while len(outcomes) < len(commands):
+                appended = self._appends_together(commands[len(outcomes):])
+                if appended:
+                    outcomes += appended
+                    read_by += [False] * len(appended)
+                    continue
                 before = len(self.deferred_reads)
-                outcome = self.execute(command)
+                outcome = self.execute(commands[len(outcomes)])
                 outcomes.append(outcome)
                 read_by.append(len(self.deferred_reads) > before)
                 if (outcome.close or outcome.starttls or outcome.compress or outcome.idle or outcome.sasl
@@ -183,6 +189,57 @@ class ImapSession(MailboxCommands, MessageCommands):
                                                                 "recorded; nothing was sent", "SERVERBUG")])
         finally:
             self.deferred_reads = None
+        return outcomes
+
+    def _appends_together(self, commands: list[Command]) -> list[Outcome]:
+        """Consecutive pipelined APPENDs to one mailbox, stored in one transaction, each
+        answered with its own APPENDUID. Fewer than two, or any refusal before the store
+        (a bad argument, no such mailbox, over quota), and [] is returned: the commands
+        then run one by one and each gets its own answer."""
+        if self.state not in AUTH:
+            return []
+        group: list[tuple[ParsedCommand, list[AppendItem]]] = []
+        target = None
+        for command in commands:
+            try:
+                parsed = parse_command(command, self.limits.max_nesting)
+                if parsed.name != "APPEND" or len(parsed.args) < 2:
+                    break
+                name, items = self.mailbox_name(parsed.args[0]), self._append_items(parsed.args[1:])
+            except (ParseError, Refusal):
+                break
+            if target is not None and name != target:
+                break
+            target = name
+            group.append((parsed, items))
+        if len(group) < 2 or target is None:
+            return []
+        every = [item for _, items in group for item in items]
+        account_id = self.require_account()
+        try:
+            with acting(f"user:{account_id}", protocol=f"imap-{self.peer.listener}", session=self.id,
+                        purpose="mailbox access"):
+                self.app.mailbox_id_of(account_id, target)
+                self.check_quota(sum(len(item.raw) for item in every))
+                refs, position = self.app.append_many(account_id, target, every)
+        except (Refusal, DomainError):
+            return []
+        except Exception:  # noqa: BLE001 - perhaps stored, perhaps not: never store twice
+            log.exception("IMAP APPEND batch failed")
+            return [Outcome([r.tagged(parsed.tag.encode(), "NO", "internal server error", "SERVERBUG")])
+                    for parsed, _ in group]
+        if refs[0].mailbox_id == self.selected_id:
+            self.settle(position)
+        outcomes = []
+        for parsed, items in group:
+            mine, refs = refs[:len(items)], refs[len(items):]
+            uids = compress_uids([ref.uid for ref in mine])
+            outcomes.append(Outcome([r.tagged(parsed.tag.encode(), "OK", "APPEND completed",
+                                              f"APPENDUID {mine[0].uidvalidity} {uids}")]))
+        if self.state is State.SELECTED:
+            self.report_updates(expunge_allowed=True)
+            outcomes[-1].lines = self.out + outcomes[-1].lines
+            self.out = []
         return outcomes
 
     def open_bodies(self, uids: list[int], purpose: str) -> dict[int, bytes]:
