@@ -32,13 +32,15 @@ def header_fields(header: bytes, names: tuple[bytes, ...] = _FIELDS) -> dict[byt
 
 def envelope(header: bytes, *, utf8: bool = False) -> bytes:
     fields = header_fields(header)
+    written: dict[bytes, bytes] = {}
 
     def addresses(name: bytes) -> bytes:
-        value = fields.get(name)
-        parsed = parse_address_list(value) if value else []
-        if not parsed:
-            return b"NIL"
-        return b"(" + b"".join(_address(a, utf8) for a in parsed) + b")"
+        # Sender and Reply-To usually stand for From: each field is written once.
+        if name not in written:
+            value = fields.get(name)
+            parsed = parse_address_list(value) if value else []
+            written[name] = b"(" + b"".join(_address(a, utf8) for a in parsed) + b")" if parsed else b"NIL"
+        return written[name]
 
     items = [
         string(fields.get(b"date"), utf8=utf8),
