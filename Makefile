@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint bench bench-smtp bench-imap clean
+.PHONY: serve test lint bench bench-smtp bench-imap bench-pop3 clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench-smtp: $(BIN)/.installed
 
 bench-imap: $(BIN)/.installed
 	$(BIN)/python bench/imap.py
+
+bench-pop3: $(BIN)/.installed
+	$(BIN)/python bench/pop3.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -105,9 +105,10 @@ SLOW_RUN = 30.0  # seconds: an APPEND run slower than this is not repeated
 NOTIFY_TIMEOUT = 10.0  # seconds a watcher may take to see a new message
 WARM_IDLERS = 20  # IDLE connections open when the baseline memory is read
 
-#: shared/reference/peers/dovecot.conf without POP3, plus what --idle connections need.
+#: shared/reference/peers/dovecot.conf without POP3 (bench/pop3.py adds it through
+#: {protocols} and {extra}), plus what --idle connections need.
 DOVECOT_CONF = """\
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 base_dir = {dir}/run
 state_dir = {dir}/state
@@ -149,7 +150,7 @@ service anvil {{
 protocol imap {{
   mail_max_userip_connections = {clients}
 }}
-"""
+{extra}"""
 
 
 class BenchError(Exception):
@@ -722,16 +723,18 @@ def notify_latency(port: int, figures: Figures, args: argparse.Namespace) -> Non
 # -- Dovecot --------------------------------------------------------------------------------
 
 
-def ensure_dovecot() -> None:
-    if shutil.which("dovecot", path="/usr/sbin:/usr/bin") and Path("/usr/lib/dovecot/imap").exists():
+def ensure_dovecot(protocol: str = "imap") -> None:
+    """Dovecot with its ``protocol`` server (imap, pop3), from apt-get if missing."""
+    if shutil.which("dovecot", path="/usr/sbin:/usr/bin") and Path(f"/usr/lib/dovecot/{protocol}").exists():
         return
-    progress("installing dovecot-imapd with apt-get")
+    package = f"dovecot-{protocol}d"
+    progress(f"installing {package} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        sh("apt-get", "install", "-y", "dovecot-imapd", env=env)
+        sh("apt-get", "install", "-y", package, env=env)
     except BenchError:
         sh("apt-get", "update", env=env)
-        sh("apt-get", "install", "-y", "dovecot-imapd", env=env)
+        sh("apt-get", "install", "-y", package, env=env)
 
 
 def dovecot_version() -> str:
@@ -770,11 +773,15 @@ class Served:
 
 
 @contextmanager
-def dovecot_peer(scratch: Path, args: argparse.Namespace) -> Iterator[Served]:
-    """Dovecot on 127.0.0.1:10143 in the foreground (its master is the process)."""
-    if port_taken(DOVECOT_PORT):
-        raise BenchError(f"something already listens on 127.0.0.1:{DOVECOT_PORT} "
-                         "(a Dovecot left running? doveadm stop)")
+def dovecot_peer(scratch: Path, args: argparse.Namespace, protocols: str = "imap",
+                 extra: str = "", ports: tuple[int, ...] = ()) -> Iterator[Served]:
+    """Dovecot on 127.0.0.1:10143 in the foreground (its master is the process).
+    ``protocols``, ``extra`` (configuration appended) and ``ports`` (more listeners it
+    opens) let bench/pop3.py add POP3."""
+    for port in (DOVECOT_PORT, *ports):
+        if port_taken(port):
+            raise BenchError(f"something already listens on 127.0.0.1:{port} "
+                             "(a Dovecot left running? doveadm stop)")
     mail = pwd.getpwnam("mail")
     home = scratch / "dovecot"
     for sub in ("run", "state", "mail"):
@@ -786,7 +793,8 @@ def dovecot_peer(scratch: Path, args: argparse.Namespace) -> Iterator[Served]:
     # Not below Dovecot's default of 1000, which it checks against its login process limits.
     limit = max(1000, args.idle + WARM_IDLERS + args.watchers + 100)
     conf.write_text(DOVECOT_CONF.format(dir=home, uid=mail.pw_uid, port=DOVECOT_PORT,
-                                        clients=limit, processes=limit))
+                                        clients=limit, processes=limit, protocols=protocols,
+                                        extra=extra))
     log = home / "dovecot.log"
     output = home / "dovecot.out"
 
@@ -856,11 +864,13 @@ def wait_for_greeting(port: int, process: subprocess.Popen, *logs: Path, timeout
 # -- ledgermail ---------------------------------------------------------------------------
 
 
-def ledgermail_env(data_dir: Path, port: int, schema: str | None,
-                   args: argparse.Namespace) -> dict[str, str]:
+def ledgermail_env(data_dir: Path, port: int, schema: str | None, args: argparse.Namespace,
+                   listen: dict[str, int] | None = None) -> dict[str, str]:
     env = {**os.environ, "LEDGERMAIL_DATA_DIR": str(data_dir)}
     env.update({f"LEDGERMAIL_LISTEN__{name.upper()}": "" for name in LISTENERS})
     env["LEDGERMAIL_LISTEN__IMAP"] = f"127.0.0.1:{port}"
+    for name, other in (listen or {}).items():
+        env[f"LEDGERMAIL_LISTEN__{name.upper()}"] = f"127.0.0.1:{other}"
     if not args.real_password_cost:
         env.update({"LEDGERMAIL_CRYPTO__PASSWORD_MEMORY_KIB": "1024",
                     "LEDGERMAIL_CRYPTO__PASSWORD_TIME_COST": "1"})
@@ -894,11 +904,13 @@ def drop_schemas(schema: str) -> None:
 
 
 @contextmanager
-def ledgermail_server(scratch: Path, args: argparse.Namespace) -> Iterator[Served]:
-    """``ledgermail serve`` with only the IMAP listener, on a fresh store."""
+def ledgermail_server(scratch: Path, args: argparse.Namespace,
+                      listen: dict[str, int] | None = None) -> Iterator[Served]:
+    """``ledgermail serve`` with only the IMAP listener (and those of ``listen``,
+    name -> port on 127.0.0.1), on a fresh store."""
     port = free_port()
     schema = f"bench{uuid.uuid4().hex[:10]}" if args.backend == "postgres" else None
-    env = ledgermail_env(scratch / "ledgermail", port, schema, args)
+    env = ledgermail_env(scratch / "ledgermail", port, schema, args, listen)
     limits = sorted(k for k in env if k.startswith("LEDGERMAIL_IMAP__"))
     if limits:
         progress(f"ledgermail: raised {', '.join(limits)} to {env[limits[0]]}")

@@ -1,6 +1,6 @@
 """The documentation keeps up with the code: every RFC the code cites has a status, and
-every EHLO keyword and IMAP capability the running listeners advertise belongs to an RFC
-documented as implemented (Yes or Partial)."""
+every EHLO keyword, IMAP capability and POP3 CAPA tag the running listeners advertise
+belongs to an RFC documented as implemented (Yes or Partial)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from adapters.config import Settings
 from tests.imap_support import PASSWORD, RawImap, add_user, running_imap
+from tests.pop3_support import RawPop3, running_pop3
 from tests.smtp_support import client_context, running_smtp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +163,72 @@ def test_every_capability_the_imap_listeners_advertise_is_documented_as_implemen
     # An RFC the page calls No is advertised by none of its capabilities.
     refused = {number for number, status in table.items() if status == "No"}
     assert {token: rfc for token, rfc in rfc_of.items() if rfc in refused} == {}
+
+
+def test_every_rfc_has_one_row() -> None:
+    numbers = re.findall(r"^\| RFC (\d{3,5}) \|", (ROOT / "docs" / "rfc.md").read_text(), re.M)
+    assert len(numbers) >= 30
+    assert sorted({n for n in numbers if numbers.count(n) > 1}) == []
+
+
+#: POP3 CAPA tag -> the RFC that defines it (RFC 2449 §6 for most). Every tag a listener
+#: lists must be here; a new one fails the test below until it is added here and to
+#: docs/rfc.md.
+POP3_CAPABILITIES = {
+    "TOP": "1939", "UIDL": "1939", "USER": "1939", "SASL": "5034", "RESP-CODES": "2449",
+    "PIPELINING": "2449", "IMPLEMENTATION": "2449", "STLS": "2595", "AUTH-RESP-CODE": "3206",
+    "UTF8": "6856",
+}
+#: SASL mechanisms named after the SASL tag -> their RFC.
+SASL_MECHANISMS = {"PLAIN": "4616"}
+
+
+def capa_lines(response: bytes) -> list[list[str]]:
+    """The capability lines of a CAPA answer (after the +OK, before the "."), as tokens."""
+    lines = response.decode("utf-8").split("\r\n")
+    assert lines[0].startswith("+OK") and lines[-2:] == [".", ""], response
+    return [line.split() for line in lines[1:-2]]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_every_capability_the_pop3_listeners_advertise_is_documented_as_implemented(store: Any) -> None:
+    add_user(store, "docs@example.test")
+    before: list[list[str]] = []
+    after: list[list[str]] = []
+    implicit: list[list[str]] = []
+    with running_pop3(store) as server:
+        client = RawPop3(server.pop3)
+        try:
+            before = capa_lines(client.command("CAPA", multiline=True))
+            client.login("docs@example.test", PASSWORD)
+            after = capa_lines(client.command("CAPA", multiline=True))
+            assert client.command("QUIT").startswith(b"+OK")
+        finally:
+            client.close()
+        secure = RawPop3(server.pop3s, tls=True)
+        try:
+            implicit = capa_lines(secure.command("CAPA", multiline=True))
+        finally:
+            secure.close()
+    tags = {kind: {line[0].upper() for line in lines}
+            for kind, lines in (("before", before), ("after", after), ("implicit", implicit))}
+    # From loopback the login commands are offered before TLS; STLS only where TLS is off.
+    assert {"TOP", "UIDL", "USER", "SASL", "STLS", "RESP-CODES", "PIPELINING"} <= tags["before"]
+    assert {"TOP", "UIDL", "RESP-CODES", "PIPELINING"} <= tags["after"] and "STLS" not in tags["after"]
+    assert {"USER", "SASL"} <= tags["implicit"] and "STLS" not in tags["implicit"]
+    advertised = tags["before"] | tags["after"] | tags["implicit"]
+    unknown = advertised - set(POP3_CAPABILITIES)
+    assert unknown == set(), f"add these CAPA tags to POP3_CAPABILITIES and docs/rfc.md: {unknown}"
+    mechanisms = {name.upper() for lines in (before, after, implicit) for line in lines
+                  if line[0].upper() == "SASL" for name in line[1:]}
+    assert "PLAIN" in mechanisms, before
+    unknown_mechanisms = mechanisms - set(SASL_MECHANISMS)
+    assert unknown_mechanisms == set(), f"add these to SASL_MECHANISMS and docs/rfc.md: {unknown_mechanisms}"
+    table = rfc_table()
+    rfc_of = {tag: POP3_CAPABILITIES[tag] for tag in advertised}
+    rfc_of |= {f"SASL {name}": SASL_MECHANISMS[name] for name in mechanisms}
+    undocumented = {tag: (rfc, table.get(rfc)) for tag, rfc in rfc_of.items()
+                    if table.get(rfc) not in ("Yes", "Partial")}
+    assert undocumented == {}, "advertised, but docs/rfc.md has no Yes or Partial row for its RFC"
+    refused = {number for number, status in table.items() if status == "No"}
+    assert {tag: rfc for tag, rfc in rfc_of.items() if rfc in refused} == {}

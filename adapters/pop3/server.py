@@ -35,6 +35,8 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 WORKERS = 8
 READ_SIZE = 65536
 STOP_GRACE_SECONDS = 1.0
+#: Pipelined lines handed to one worker call at most.
+PIPELINE_BATCH = 32
 T = TypeVar("T")
 
 
@@ -161,13 +163,23 @@ class Connection:
 
     async def _receive(self, data: bytes) -> None:
         self.lines.receive_data(data)
-        for event in self.lines.events():
-            if self.closing:
-                return
-            if isinstance(event, TooLong):
-                outcome = self.session.refuse_line()
+        events = self.lines.events()
+        while events and not self.closing:
+            if isinstance(events[0], TooLong):
+                outcomes = [self.session.refuse_line()]
+                events = events[1:]
             else:
-                outcome = await self.service.run(self.session.execute, event)
+                # Pipelined lines go to the worker together (their reads are recorded
+                # together); it stops early after one that changes the connection.
+                run = 1
+                while run < len(events) and run < PIPELINE_BATCH and isinstance(events[run], bytes):
+                    run += 1
+                batch = [e for e in events[:run] if isinstance(e, bytes)]
+                outcomes = await self.service.run(self.session.execute_many, batch)
+                events = events[len(outcomes):]
+            for outcome in outcomes[:-1]:
+                await self._send(outcome.lines)
+            outcome = outcomes[-1]
             if outcome.delay:
                 await asyncio.sleep(outcome.delay)
             await self._send(outcome.lines)

@@ -107,9 +107,9 @@ def _clean(text: str) -> bytes:
 
 def uidl_of(uid: int, uidvalidity: int) -> str:
     """RFC 1939 §7 UIDL: the IMAP UID and UIDVALIDITY in hex (Dovecot's default
-    ``%08Xu%08Xv``), so the id is stable across sessions and the same however the
+    ``%08Xu%08Xv``, which prints lower-case hex), so the id is stable across sessions and the same however the
     message is listed, and a move from Dovecot keeps clients from downloading again."""
-    return f"{uid:08X}{uidvalidity:08X}"
+    return f"{uid:08x}{uidvalidity:08x}"
 
 
 def transmitted(raw: bytes) -> bytes:
@@ -127,11 +127,11 @@ def top_of(raw: bytes, lines: int) -> bytes:
     """RFC 1939 §7 TOP: the header, the empty line, and the first ``lines`` body lines."""
     text = raw.replace(b"\r\n", b"\n")
     header, separator, body = text.partition(b"\n\n")
-    kept = body.split(b"\n")[:lines] if lines else []
-    if kept and kept[-1] == b"" and body.endswith(b"\n"):
-        kept = kept[:-1]
-    chosen = header + (b"\n\n" if separator else b"\n") + b"".join(line + b"\n" for line in kept)
-    return chosen
+    parts = body.split(b"\n")
+    if body.endswith(b"\n"):
+        parts.pop()  # the split's empty tail, not a line
+    kept = parts[:lines] if lines else []
+    return header + (b"\n\n" if separator else b"\n") + b"".join(line + b"\n" for line in kept)
 
 
 class Pop3Session:
@@ -156,6 +156,8 @@ class Pop3Session:
         self.errors = 0
         self.utf8 = False
         self.sasl_pending = False
+        #: Reads made by a batch of pipelined commands, recorded when the batch ends.
+        self.deferred_reads: list[tuple[list[uuid.UUID], str]] | None = None
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -221,8 +223,10 @@ class Pop3Session:
         self.state = State.UPDATE
 
     def tls_started(self) -> None:
+        """RFC 2595 §4: what was said before TLS is forgotten."""
         self.peer.tls = True
         self.peer.secure = True
+        self.user = None
 
     # -- AUTHORIZATION: RFC 1939 §4, §7; RFC 5034; RFC 2595 --------------------------
 
@@ -311,8 +315,8 @@ class Pop3Session:
         row = self.view.mailbox(mailbox_id)
         self.mailbox_id = mailbox_id
         self.uidvalidity = row.uidvalidity if row is not None else 0
-        rows = self.view.messages(mailbox_id)
-        self.messages = [Message(number, r.uid, r.size) for number, r in enumerate(rows, start=1)]
+        sizes = self.view.message_sizes(mailbox_id)
+        self.messages = [Message(number, uid, size) for number, (uid, size) in enumerate(sizes, start=1)]
 
     # -- TRANSACTION: RFC 1939 §5 -------------------------------------------------------
 
@@ -360,9 +364,46 @@ class Pop3Session:
                   for m in self.messages if not m.deleted]
         return Outcome([*lines, b".\r\n"])
 
+    def execute_many(self, lines: list[bytes]) -> list[Outcome]:
+        """Pipelined lines (RFC 2449 PIPELINING) in order, stopping after one the server
+        must act on first (STLS, SASL, a delay, close). The messages they read are
+        recorded at the end, one event per command in one transaction, before any answer
+        is written; if that fails, the commands that read answer -ERR instead."""
+        self.deferred_reads = []
+        outcomes: list[Outcome] = []
+        read_by: list[bool] = []
+        try:
+            for line in lines:
+                before = len(self.deferred_reads)
+                outcome = self.execute(line)
+                outcomes.append(outcome)
+                read_by.append(len(self.deferred_reads) > before)
+                if outcome.close or outcome.starttls or outcome.sasl or outcome.delay:
+                    break
+            if self.deferred_reads:
+                assert self.account_id is not None
+                try:
+                    with acting(f"user:{self.account_id}", protocol=f"pop3-{self.peer.listener}",
+                                session=self.id, purpose="mailbox access"):
+                        self.app.record_accesses(self.account_id, self.deferred_reads)
+                except Exception:  # noqa: BLE001 - no record, no data
+                    log.exception("POP3 reads could not be recorded")
+                    for index, did_read in enumerate(read_by):
+                        if did_read:
+                            outcomes[index] = Outcome([err("the read could not be recorded; "
+                                                           "nothing was sent", "SYS/TEMP")])
+        finally:
+            self.deferred_reads = None
+        return outcomes
+
     def _body(self, message: Message, purpose: str) -> bytes:
         assert self.account_id is not None and self.mailbox_id is not None
-        bodies = self.app.open_bodies(self.account_id, self.mailbox_id, [message.uid], purpose)
+        if self.deferred_reads is None:
+            bodies = self.app.open_bodies(self.account_id, self.mailbox_id, [message.uid], purpose)
+        else:
+            bodies, opened = self.app.read_bodies(self.account_id, self.mailbox_id, [message.uid])
+            if opened:
+                self.deferred_reads.append((opened, purpose))
         if message.uid not in bodies:
             raise PopError(f"message {message.number} was removed by another session", "SYS/TEMP")
         return bodies[message.uid]

@@ -296,6 +296,12 @@ class SqlMailboxView(SqlViewBase):
                           int(r["uidvalidity"]), int(r["uidnext"]), int(r["highestmodseq"]),
                           bool(r["subscribed"]), int(r["messages"]))
 
+    def message_sizes(self, mailbox_id: UUID) -> list[tuple[int, int]]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT uid, size FROM {p}mv_messages WHERE mailbox_id=%s ORDER BY uid",
+                            (str(mailbox_id),)).fetchall()
+        return [(int(r["uid"]), int(r["size"])) for r in rows]
+
     def message_states(self, mailbox_id: UUID, after_uid: int, since_modseq: int) -> list[MessageState]:
         mid = str(mailbox_id)
         with self.read() as cursor:

@@ -133,6 +133,10 @@ class MailboxViewInterface(TrackingRecorder, ABC):
         """The mailbox's messages (only those of ``uids`` when given), by UID."""
 
     @abstractmethod
+    def message_sizes(self, mailbox_id: UUID) -> list[tuple[int, int]]:
+        """(UID, size) of every message, by UID: a POP3 maildrop listing, cheaply."""
+
+    @abstractmethod
     def message_states(self, mailbox_id: UUID, after_uid: int, since_modseq: int) -> list[MessageState]:
         """In one statement (one snapshot): messages with a UID above ``after_uid`` or
         changed after ``since_modseq``, and UIDs expunged after ``since_modseq``.
