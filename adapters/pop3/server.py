@@ -157,8 +157,8 @@ class Connection:
         try:
             return await asyncio.wait_for(self.reader.read(READ_SIZE), timeout=self._timeout())
         except TimeoutError:
-            # RFC 1939 §3: the autologout timer ran out (nothing is deleted).
-            await self._send([err("autologout; idle for too long")])
+            # RFC 1939 §3: the autologout timer ran out: close without a word (a
+            # pipelining client would take any line for an answer); nothing is deleted.
             return b""
 
     async def _receive(self, data: bytes) -> None:

@@ -127,11 +127,12 @@ def top_of(raw: bytes, lines: int) -> bytes:
     """RFC 1939 §7 TOP: the header, the empty line, and the first ``lines`` body lines."""
     text = raw.replace(b"\r\n", b"\n")
     header, separator, body = text.partition(b"\n\n")
+    if not separator:  # a header and no body: the header and its blank line
+        return text + (b"\n" if text.endswith(b"\n") else b"\n\n")
     parts = body.split(b"\n")
-    if body.endswith(b"\n"):
+    if parts[-1] == b"":
         parts.pop()  # the split's empty tail, not a line
-    kept = parts[:lines] if lines else []
-    return header + (b"\n\n" if separator else b"\n") + b"".join(line + b"\n" for line in kept)
+    return header + b"\n\n" + b"".join(line + b"\n" for line in parts[:lines])
 
 
 class Pop3Session:
@@ -206,6 +207,7 @@ class Pop3Session:
             return Outcome([err("internal server error; nothing was changed", "SYS/TEMP")])
 
     def refuse_line(self) -> Outcome:
+        self.sasl_pending = False  # an over-long SASL response ends the exchange
         return self._error("line too long")
 
     def _error(self, text: str, code: str | None = None) -> Outcome:
@@ -430,7 +432,7 @@ class Pop3Session:
         return Outcome([ok(f"message {message.number} deleted")])
 
     def cmd_noop(self, args: list[str]) -> Outcome:
-        return Outcome([ok("")])
+        return Outcome([b"+OK\r\n"])
 
     def cmd_rset(self, args: list[str]) -> Outcome:
         for message in self.messages:
@@ -445,15 +447,16 @@ class Pop3Session:
         # RFC 1939 §6: the UPDATE state commits the deletions, all in one transaction.
         assert self.account_id is not None and self.mailbox_id is not None
         doomed = [m.uid for m in self.messages if m.deleted]
+        removed: list[int] = []
         try:
             if doomed:
-                self.app.remove(self.account_id, self.mailbox_id, doomed)
+                removed, _ = self.app.remove(self.account_id, self.mailbox_id, doomed)
         except Exception:  # noqa: BLE001 - say so: the client will try again next time
             log.exception("POP3 QUIT could not remove messages")
             self.closed()
             return Outcome([err("some deleted messages were not removed", "SYS/TEMP")], close=True)
         self.closed()
-        return Outcome([ok(f"bye; {len(doomed)} messages removed")], close=True)
+        return Outcome([ok(f"bye; {len(removed)} messages removed")], close=True)
 
 
 COMMANDS: dict[tuple[State, str], Callable[[Any, list[str]], Outcome]] = {
