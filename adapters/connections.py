@@ -1,25 +1,53 @@
-"""Open connections per client address and in total, for the IMAP and POP3 listeners
-(one table per service): a client over its share is refused before the greeting."""
+"""What the IMAP and POP3 listeners share (one implementation, not two): the table of
+open connections per client address and in total, serving bound sockets with asyncio
+streams (implicit TLS where asked), a connection's life (admission, the conversation,
+a clean end) and a server stop that says goodbye and then cuts off whoever lingers.
+
+The protocol packages subclass ``StreamConnection`` with their conversation; they never
+import each other (DESIGN §1).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+TLS_HANDSHAKE_TIMEOUT = 30.0
+READ_SIZE = 65536
+#: How long a stopping server waits for connections to close after its goodbye.
+STOP_GRACE_SECONDS = 1.0
+
+
+#: Why a connection is refused; each protocol words it in its own replies.
+BUSY = "server busy, try again later"
+TOO_MANY_FROM_ADDRESS = "too many connections from your address"
 
 
 class ConnectionTable:
+    """Per-address and total caps for one service (SMTP, IMAP or POP3)."""
+
     def __init__(self, per_ip: int, total: int) -> None:
         self.per_ip = per_ip
         self.total = total
         self.by_ip: collections.Counter[str] = collections.Counter()
+        #: The open connections (StreamConnection, or SMTP's protocol objects).
         self.open: set[Any] = set()
 
     def admit(self, ip: str) -> str | None:
-        """None when admitted (``release`` later), else why not."""
+        """None when admitted (``release`` later), else why not (BUSY or
+        TOO_MANY_FROM_ADDRESS)."""
         if len(self.open) >= self.total:
-            return "server busy, try again later"
+            return BUSY
         if self.by_ip[ip] >= self.per_ip:
-            return "too many connections from your address"
+            return TOO_MANY_FROM_ADDRESS
         self.by_ip[ip] += 1
         return None
 
@@ -27,3 +55,134 @@ class ConnectionTable:
         self.by_ip[ip] -= 1
         if self.by_ip[ip] <= 0:
             del self.by_ip[ip]
+
+
+class StreamConnection:
+    """One client connection. Subclasses write ``converse`` (the protocol), ``refusal``
+    and ``goodbye`` (their wording) and may ``encode`` what goes out (compression)."""
+
+    protocol = "stream"
+
+    def __init__(self, table: ConnectionTable, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.table = table
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
+        self.ip = str(peer[0])
+        self.closing = False
+        self.task: asyncio.Task[Any] | None = None
+        self.connected_at = 0.0
+
+    # -- what a protocol provides ---------------------------------------------------------
+
+    async def converse(self) -> None:
+        raise NotImplementedError
+
+    def refusal(self, why: str) -> bytes:
+        raise NotImplementedError
+
+    def goodbye(self) -> bytes:
+        raise NotImplementedError
+
+    def ended(self) -> None:
+        """The conversation is over, however it ended."""
+
+    def encode(self, data: bytes) -> bytes:
+        return data
+
+    # -- shared ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        self.connected_at = asyncio.get_running_loop().time()
+        why = self.table.admit(self.ip)
+        if why is not None:
+            with contextlib.suppress(Exception):
+                self.writer.write(self.refusal(why))
+                await self.writer.drain()
+            await self.close()
+            return
+        self.table.open.add(self)
+        try:
+            await self.converse()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one connection's bug must not reach the server
+            log.exception("%s connection failed", self.protocol)
+        finally:
+            self.ended()
+            try:
+                await self.close()
+            finally:
+                self.table.open.discard(self)
+                self.table.release(self.ip)
+
+    async def send(self, lines: list[bytes]) -> None:
+        if lines:
+            self.writer.write(self.encode(b"".join(lines)))
+            await self.writer.drain()
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """STARTTLS/STLS: bytes the client sent after the command and before the
+        handshake were sent in the clear; they are discarded, never read as commands
+        (checklist: command injection, CVE-2011-0411 class)."""
+        buffer = getattr(self.reader, "_buffer", None)
+        if buffer is not None:
+            buffer.clear()
+        await self.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+
+    def shutdown(self) -> None:
+        """The server is stopping: say so and close."""
+        self.closing = True
+        with contextlib.suppress(Exception):
+            self.writer.write(self.encode(self.goodbye()))
+            self.writer.close()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), timeout=2.0)
+
+
+async def listen(sockets: dict[str, socket.socket], implicit_tls: dict[str, bool],
+                 tls_context: ssl.SSLContext,
+                 connect: Callable[[str, bool, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                 ) -> list[asyncio.base_events.Server]:
+    """Serve already bound sockets (bound early, so a taken port is a one-line error)."""
+    servers = []
+    for name, sock in sockets.items():
+        implicit = implicit_tls[name]
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        name: str = name, implicit: bool = implicit) -> None:
+            await connect(name, implicit, reader, writer)
+
+        servers.append(await asyncio.start_server(
+            serve, sock=sock, ssl=tls_context if implicit else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None, limit=READ_SIZE))
+    return servers
+
+
+async def stop_serving(servers: list[asyncio.base_events.Server], table: ConnectionTable) -> None:
+    """Stop accepting, say goodbye to every open connection, give them a moment to
+    close, then cut off the rest (a TLS peer that never answers close_notify)."""
+    for server in servers:
+        server.close()
+    for connection in list(table.open):
+        connection.shutdown()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE_SECONDS
+    while table.open and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    stragglers = [c.task for c in table.open if c.task is not None]
+    for connection in list(table.open):
+        connection.writer.transport.abort()
+    for task in stragglers:
+        task.cancel()
+    await asyncio.gather(*stragglers, return_exceptions=True)
+    for server in servers:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), timeout=2.0)

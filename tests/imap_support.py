@@ -11,7 +11,6 @@ import asyncio
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,8 @@ from typing import Any
 from adapters import bootstrap
 from adapters.bootstrap import Container
 from adapters.imap.server import ImapService
-from adapters.serve import bind
 from adapters.tls import server_context
+from tests.service_support import bound, on_a_thread
 from tests.smtp_support import PASSWORD, add_user, client_context
 
 __all__ = ["PASSWORD", "RawImap", "RunningImap", "add_user", "client_context", "running_imap"]
@@ -51,28 +50,10 @@ class RunningImap:
 @contextmanager
 def running_imap(container: Container) -> Iterator[RunningImap]:
     """Serve ``imap`` and ``imaps`` with ``container``'s settings on free ports."""
-    sockets = {name: bind("127.0.0.1", 0) for name in ("imap", "imaps")}
-    ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+    sockets, ports = bound("imap", "imaps")
     service = bootstrap.imap_service(container, server_context(container.settings))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(service.start(sockets))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="imap-test-server", daemon=True)
-    thread.start()
-    assert started.wait(10), "IMAP service did not start"
-    try:
+    with on_a_thread(service, sockets, "imap") as loop:
         yield RunningImap(container, service, ports, loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 _LITERAL = re.compile(rb"~?\{(\d+)\}\r\n$")

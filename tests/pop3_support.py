@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +19,8 @@ from typing import Any
 from adapters import bootstrap
 from adapters.bootstrap import Container
 from adapters.pop3.server import Pop3Service
-from adapters.serve import bind
 from adapters.tls import server_context
+from tests.service_support import bound, on_a_thread
 from tests.smtp_support import PASSWORD, add_user, client_context
 
 __all__ = ["PASSWORD", "RawPop3", "RunningPop3", "add_user", "client_context", "running_pop3"]
@@ -50,28 +49,10 @@ class RunningPop3:
 @contextmanager
 def running_pop3(container: Container) -> Iterator[RunningPop3]:
     """Serve ``pop3`` and ``pop3s`` with ``container``'s settings on free ports."""
-    sockets = {name: bind("127.0.0.1", 0) for name in ("pop3", "pop3s")}
-    ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+    sockets, ports = bound("pop3", "pop3s")
     service = bootstrap.pop3_service(container, server_context(container.settings))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(service.start(sockets))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="pop3-test-server", daemon=True)
-    thread.start()
-    assert started.wait(10), "POP3 service did not start"
-    try:
+    with on_a_thread(service, sockets, "pop3") as loop:
         yield RunningPop3(container, service, ports, loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 class RawPop3:

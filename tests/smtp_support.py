@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +19,10 @@ from typing import Any
 
 from adapters import bootstrap
 from adapters.bootstrap import Container
-from adapters.serve import bind
 from adapters.smtp.server import SmtpService
 from adapters.tls import server_context
 from domain.application.context import acting
+from tests.service_support import bound, on_a_thread
 
 PASSWORD = "correct horse battery"
 
@@ -55,28 +54,10 @@ class RunningSmtp:
 @contextmanager
 def running_smtp(container: Container) -> Iterator[RunningSmtp]:
     """Serve the three SMTP listeners of ``container``'s settings on free ports."""
-    sockets = {name: bind("127.0.0.1", 0) for name in ("smtp", "submission", "submissions")}
-    ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+    sockets, ports = bound("smtp", "submission", "submissions")
     service = bootstrap.smtp_service(container, server_context(container.settings))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(service.start(sockets))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="smtp-test-server", daemon=True)
-    thread.start()
-    assert started.wait(10), "SMTP service did not start"
-    try:
+    with on_a_thread(service, sockets, "smtp") as loop:
         yield RunningSmtp(container, service, ports, loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def add_user(container: Container, address: str, password: str = PASSWORD) -> Any:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from adapters.config import Settings
-from adapters.connections import ConnectionTable
+from adapters.connections import READ_SIZE, ConnectionTable, StreamConnection, listen, stop_serving
 from adapters.imap.framing import (
     BadCommand,
     Command,
@@ -41,16 +41,12 @@ log = logging.getLogger(__name__)
 
 #: listener name -> implicit TLS
 LISTENERS = {"imap": False, "imaps": True}
-TLS_HANDSHAKE_TIMEOUT = 30.0
 WORKERS = 16
 #: How often idling sessions are checked for changes (RFC 2177: "soon" after a change;
 #: the issue asks for under a second).
 WATCH_SECONDS = 0.1
-READ_SIZE = 65536
 #: Pipelined commands handed to one worker call at most.
 PIPELINE_BATCH = 32
-#: How long a stopping server waits for connections to close after BYE.
-STOP_GRACE_SECONDS = 1.0
 #: Inflated bytes handed to the framer at a time (a compression bomb stays bounded).
 INFLATE_STEP = 65536
 T = TypeVar("T")
@@ -76,17 +72,11 @@ class ImapService:
         return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
 
     async def start(self, sockets: dict[str, socket.socket]) -> None:
-        for name, sock in sockets.items():
-            implicit = LISTENERS[name]
+        async def connect(name: str, implicit: bool, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+            await Connection(self, name, implicit, reader, writer).run()
 
-            async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            name: str = name, implicit: bool = implicit) -> None:
-                await Connection(self, name, implicit, reader, writer).run()
-
-            server = await asyncio.start_server(
-                serve, sock=sock, ssl=self.tls_context if implicit else None,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None, limit=READ_SIZE)
-            self.servers.append(server)
+        self.servers = await listen(sockets, LISTENERS, self.tls_context, connect)
         self._watcher = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -112,93 +102,58 @@ class ImapService:
                     connection.wake.set()
 
     async def stop(self) -> None:
-        for server in self.servers:
-            server.close()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        for connection in list(self.table.open):
-            connection.shutdown()
-        deadline = asyncio.get_running_loop().time() + STOP_GRACE_SECONDS
-        while self.table.open and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-        # A TLS peer that never answers close_notify: cut it off.
-        stragglers = [c.task for c in self.table.open if c.task is not None]
-        for connection in list(self.table.open):
-            connection.writer.transport.abort()
-        for task in stragglers:
-            task.cancel()
-        await asyncio.gather(*stragglers, return_exceptions=True)
-        for server in self.servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+        await stop_serving(self.servers, self.table)
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
 
 
-class Connection:
+class Connection(StreamConnection):
+    protocol = "IMAP"
+
     def __init__(self, service: ImapService, listener: str, implicit_tls: bool,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(service.table, reader, writer)
         self.service = service
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
-        ip = str(peer[0])
         limits = service.settings.imap
-        self.ip = ip
         self.session = ImapSession(
-            service.app, service.view, self._wait_for, service.throttle, limits,
+            service.app, service.view, service.wait_for, service.throttle, limits,
             service.settings.max_message_bytes, service.settings.hostname,
-            Peer(ip=ip, listener=listener, secure=implicit_tls or is_loopback(ip), tls=implicit_tls,
-                 can_starttls=not implicit_tls))
+            Peer(ip=self.ip, listener=listener, secure=implicit_tls or is_loopback(self.ip),
+                 tls=implicit_tls, can_starttls=not implicit_tls))
         self.framer = CommandFramer(max_line=limits.max_line, max_literal=limits.max_literal_before_login)
         self.wake = asyncio.Event()
         self.woken_at = 0
-        self.closing = False
         self._inflate: Any = None
         self._deflate: Any = None
-        self.task: asyncio.Task[Any] | None = None
-        self.connected_at = 0.0
         #: Pipelined commands a batch left unrun, to go back to the queue.
         self._leftover: list[Command] = []
 
-    def _wait_for(self, position: int) -> None:
-        self.service.wait_for(position)
-
     # -- the connection's life ---------------------------------------------------------
 
-    async def run(self) -> None:
-        self.task = asyncio.current_task()
-        self.connected_at = asyncio.get_running_loop().time()
-        table = self.service.table
-        refusal = table.admit(self.ip)
-        if refusal is not None:
-            with contextlib.suppress(Exception):
-                self.writer.write(b"* BYE [UNAVAILABLE] " + refusal.encode() + b"\r\n")
-                await self.writer.drain()
-            await self._close()
-            return
-        table.open.add(self)
-        try:
-            await self._send([self.session.greeting()])
-            while not self.closing:
-                data = await (self._idle() if self.session.idling_tag else self._read())
-                if not data:
-                    break
-                await self._receive(data)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - one connection's bug must not reach the server
-            log.exception("IMAP connection failed")
-        finally:
-            self.service.idlers.discard(self)
-            try:
-                await self._close()
-            finally:
-                table.open.discard(self)
-                table.release(self.ip)
+    def refusal(self, why: str) -> bytes:
+        return b"* BYE [UNAVAILABLE] " + why.encode() + b"\r\n"
+
+    def goodbye(self) -> bytes:
+        return b"* BYE server shutting down\r\n"  # RFC 9051 §7.1.5
+
+    def ended(self) -> None:
+        self.service.idlers.discard(self)
+
+    def encode(self, data: bytes) -> bytes:
+        if self._deflate is None:
+            return data
+        return self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    async def converse(self) -> None:
+        await self._send([self.session.greeting()])
+        while not self.closing:
+            data = await (self._idle() if self.session.idling_tag else self._read())
+            if not data:
+                break
+            await self._receive(data)
 
     def _timeout(self) -> float:
         limits = self.service.settings.imap
@@ -341,34 +296,8 @@ class Connection:
                     await read
 
     async def _start_tls(self) -> None:
-        # Bytes the client sent after STARTTLS, before the handshake, were sent in the
-        # clear: they are discarded, never read as commands.
-        buffer = getattr(self.reader, "_buffer", None)
-        if buffer is not None:
-            buffer.clear()
-        await self.writer.start_tls(self.service.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        await self.start_tls(self.service.tls_context)
         self.session.tls_started()
 
     async def _send(self, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        data = b"".join(lines)
-        if self._deflate is not None:
-            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-        self.writer.write(data)
-        await self.writer.drain()
-
-    def shutdown(self) -> None:
-        """The server is stopping: say so and close (RFC 9051 §7.1.5 BYE)."""
-        self.closing = True
-        with contextlib.suppress(Exception):
-            data = b"* BYE server shutting down\r\n"
-            if self._deflate is not None:
-                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-            self.writer.write(data)
-            self.writer.close()
-
-    async def _close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), timeout=2.0)
+        await self.send(lines)

@@ -1,15 +1,15 @@
 """The POP3 listeners: ``pop3`` (STLS, RFC 2595 §4) and ``pop3s`` (implicit TLS, RFC 8314
 §3.3), on asyncio streams. The only POP3 module that touches sockets.
 
-Each connection cuts lines with the sans-I/O ``LineReader`` and hands each to its
-``Pop3Session`` in a worker thread, one at a time (so pipelined commands, RFC 2449
-PIPELINING, are answered in order), writing what it returns.
+Each connection cuts lines with the sans-I/O ``LineReader`` and hands them to its
+``Pop3Session`` in a worker thread: pipelined lines (RFC 2449 PIPELINING) together, in
+order, so the reads they make are recorded in one transaction. What the listeners share
+with IMAP (admission, TLS, stopping) is ``adapters/connections.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import socket
@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from adapters.config import Settings
-from adapters.connections import ConnectionTable
+from adapters.connections import READ_SIZE, ConnectionTable, StreamConnection, listen, stop_serving
 from adapters.login_throttle import LoginThrottle
 from adapters.logins import is_loopback
 from adapters.pop3.lines import LineReader, TooLong
@@ -31,10 +31,7 @@ log = logging.getLogger(__name__)
 
 #: listener name -> implicit TLS
 LISTENERS = {"pop3": False, "pop3s": True}
-TLS_HANDSHAKE_TIMEOUT = 30.0
 WORKERS = 8
-READ_SIZE = 65536
-STOP_GRACE_SECONDS = 1.0
 #: Pipelined lines handed to one worker call at most.
 PIPELINE_BATCH = 32
 T = TypeVar("T")
@@ -59,48 +56,26 @@ class Pop3Service:
         return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
 
     async def start(self, sockets: dict[str, socket.socket]) -> None:
-        for name, sock in sockets.items():
-            implicit = LISTENERS[name]
+        async def connect(name: str, implicit: bool, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+            await Connection(self, name, implicit, reader, writer).run()
 
-            async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            name: str = name, implicit: bool = implicit) -> None:
-                await Connection(self, name, implicit, reader, writer).run()
-
-            server = await asyncio.start_server(
-                serve, sock=sock, ssl=self.tls_context if implicit else None,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None, limit=READ_SIZE)
-            self.servers.append(server)
+        self.servers = await listen(sockets, LISTENERS, self.tls_context, connect)
 
     async def stop(self) -> None:
         """Stop accepting; open sessions are closed without their deletions (RFC 1939
         §6: only QUIT commits them)."""
-        for server in self.servers:
-            server.close()
-        for connection in list(self.table.open):
-            connection.shutdown()
-        deadline = asyncio.get_running_loop().time() + STOP_GRACE_SECONDS
-        while self.table.open and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-        stragglers = [c.task for c in self.table.open if c.task is not None]
-        for connection in list(self.table.open):
-            connection.writer.transport.abort()
-        for task in stragglers:
-            task.cancel()
-        await asyncio.gather(*stragglers, return_exceptions=True)
-        for server in self.servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+        await stop_serving(self.servers, self.table)
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
 
 
-class Connection:
+class Connection(StreamConnection):
+    protocol = "POP3"
+
     def __init__(self, service: Pop3Service, listener: str, implicit_tls: bool,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(service.table, reader, writer)
         self.service = service
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
-        self.ip = str(peer[0])
         limits = service.settings.pop3
         self.session = Pop3Session(
             service.app, service.view, service.wait_for, service.throttle, service.maildrops, limits,
@@ -108,43 +83,24 @@ class Connection:
             Peer(ip=self.ip, listener=listener, secure=implicit_tls or is_loopback(self.ip),
                  tls=implicit_tls, can_starttls=not implicit_tls))
         self.lines = LineReader(max_line=limits.max_line)
-        self.closing = False
-        self.task: asyncio.Task[Any] | None = None
-        self.connected_at = 0.0
 
-    async def run(self) -> None:
-        self.task = asyncio.current_task()
-        self.connected_at = asyncio.get_running_loop().time()
-        table = self.service.table
-        refusal = table.admit(self.ip)
-        if refusal is not None:
-            with contextlib.suppress(Exception):
-                self.writer.write(err(refusal, "SYS/TEMP"))
-                await self.writer.drain()
-            await self._close()
-            return
-        table.open.add(self)
-        try:
-            await self._send([self.session.greeting()])
-            while not self.closing:
-                data = await self._read()
-                if not data:
-                    break
-                await self._receive(data)
-        except (ConnectionError, ssl.SSLError, OSError):
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - one connection's bug must not reach the server
-            log.exception("POP3 connection failed")
-        finally:
-            # Whatever happened, a session that did not QUIT deletes nothing.
-            self.session.closed()
-            try:
-                await self._close()
-            finally:
-                table.open.discard(self)
-                table.release(self.ip)
+    def refusal(self, why: str) -> bytes:
+        return err(why, "SYS/TEMP")
+
+    def goodbye(self) -> bytes:
+        return err("server shutting down", "SYS/TEMP")
+
+    def ended(self) -> None:
+        # Whatever happened, a session that did not QUIT deletes nothing.
+        self.session.closed()
+
+    async def converse(self) -> None:
+        await self.send([self.session.greeting()])
+        while not self.closing:
+            data = await self._read()
+            if not data:
+                break
+            await self._receive(data)
 
     def _timeout(self) -> float:
         limits = self.service.settings.pop3
@@ -178,37 +134,17 @@ class Connection:
                 outcomes = await self.service.run(self.session.execute_many, batch)
                 events = events[len(outcomes):]
             for outcome in outcomes[:-1]:
-                await self._send(outcome.lines)
+                await self.send(outcome.lines)
             outcome = outcomes[-1]
             if outcome.delay:
                 await asyncio.sleep(outcome.delay)
-            await self._send(outcome.lines)
+            await self.send(outcome.lines)
             if outcome.close:
                 self.closing = True
                 return
             if outcome.starttls:
-                # RFC 2595 §4 / checklist: what came after STLS in the clear is dropped.
+                # RFC 2595 §4: what came after STLS in the clear is dropped.
                 self.lines.discard()
-                buffer = getattr(self.reader, "_buffer", None)
-                if buffer is not None:
-                    buffer.clear()
-                await self.writer.start_tls(self.service.tls_context,
-                                            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+                await self.start_tls(self.service.tls_context)
                 self.session.tls_started()
                 return
-
-    async def _send(self, lines: list[bytes]) -> None:
-        if lines:
-            self.writer.write(b"".join(lines))
-            await self.writer.drain()
-
-    def shutdown(self) -> None:
-        self.closing = True
-        with contextlib.suppress(Exception):
-            self.writer.write(err("server shutting down", "SYS/TEMP"))
-            self.writer.close()
-
-    async def _close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), timeout=2.0)

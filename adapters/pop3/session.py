@@ -55,7 +55,7 @@ class Peer:
     can_starttls: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     number: int
     uid: int

@@ -26,6 +26,7 @@ from uuid import uuid4
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.config import Smtp as SmtpLimits
+from adapters.connections import BUSY, ConnectionTable
 from adapters.smtp import replies
 from adapters.smtp.data_reader import DataReader
 from adapters.smtp.paths import (
@@ -74,30 +75,6 @@ class Listener:
     hostname: str
     limits: SmtpLimits
     max_message_bytes: int
-
-
-class ConnectionTable:
-    """Open connections per client address and in total, across all SMTP listeners."""
-
-    def __init__(self, per_ip: int, total: int) -> None:
-        self.per_ip = per_ip
-        self.total = total
-        self.by_ip: collections.Counter[str] = collections.Counter()
-        self.open: set[LedgerSMTP] = set()
-
-    def admit(self, ip: str) -> str | None:
-        """None when admitted, else the reply to close with."""
-        if len(self.open) >= self.total:
-            return replies.SERVER_BUSY
-        if self.by_ip[ip] >= self.per_ip:
-            return replies.TOO_MANY_CONNECTIONS
-        self.by_ip[ip] += 1
-        return None
-
-    def release(self, ip: str) -> None:
-        self.by_ip[ip] -= 1
-        if self.by_ip[ip] <= 0:
-            del self.by_ip[ip]
 
 
 class LedgerEnvelope(Envelope):
@@ -212,9 +189,10 @@ class LedgerSMTP(SMTP):
         if first:
             peer = transport.get_extra_info("peername")
             ip = str(peer[0]) if peer else ""
-            refusal = self.table.admit(ip)
-            if refusal is not None:
+            why = self.table.admit(ip)
+            if why is not None:
                 self._closing = True
+                refusal = replies.SERVER_BUSY if why == BUSY else replies.TOO_MANY_CONNECTIONS
                 transport.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
                 transport.close()
                 return
@@ -715,4 +693,4 @@ def describe_tls(ssl_object: Any) -> str:
     return f"{ssl_object.version()} with cipher {cipher[0] if cipher else 'unknown'}"
 
 
-__all__ = ["ConnectionTable", "LedgerEnvelope", "LedgerSMTP", "Listener", "Session"]
+__all__ = ["LedgerEnvelope", "LedgerSMTP", "Listener", "Session"]

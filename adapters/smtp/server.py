@@ -13,11 +13,12 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 
 from adapters.config import Settings
+from adapters.connections import ConnectionTable
 from adapters.intake import Intake
 from adapters.login_throttle import LoginThrottle
 from adapters.smtp import replies
 from adapters.smtp.handler import MailHandler
-from adapters.smtp.protocol import ConnectionTable, LedgerSMTP, Listener
+from adapters.smtp.protocol import LedgerSMTP, Listener
 from domain.application.service import LedgerMail
 
 log = logging.getLogger(__name__)

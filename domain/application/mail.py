@@ -419,16 +419,20 @@ class MailUseCases(AccountUseCases):
         def body() -> tuple[list[int], int]:
             mailbox = self.load(mailbox_id, what="the mailbox owner")
             candidates = uids if uids is not None else list(range(1, mailbox.uidnext))
-            doomed = [c for c in self._copies(mailbox, candidates) if "\\Deleted" in c.flags]
-            if not doomed:
-                return [], self.recorder.max_notification_id() or 0
-            modseq = mailbox.next_modseq()
-            for copy in doomed:
-                copy.expunge(modseq)
-            mailbox.advance_modseq(modseq)
-            return [c.uid for c in doomed], self.save_with_envelope(mailbox, *doomed)
+            return self._expunge_copies(mailbox, [c for c in self._copies(mailbox, candidates)
+                                                  if "\\Deleted" in c.flags])
 
         return self.retrying("the mailbox", lambda: [mailbox_id], body)
+
+    def _expunge_copies(self, mailbox: Mailbox, doomed: list[MessageCopy]) -> tuple[list[int], int]:
+        """Expunge these copies with one new MODSEQ (RFC 7162 §3.1), in one transaction."""
+        if not doomed:
+            return [], self.recorder.max_notification_id() or 0
+        modseq = mailbox.next_modseq()
+        for copy in doomed:
+            copy.expunge(modseq)
+        mailbox.advance_modseq(modseq)
+        return [c.uid for c in doomed], self.save_with_envelope(mailbox, *doomed)
 
     def remove(self, account_id: UUID, mailbox_id: UUID, uids: list[int]) -> tuple[list[int], int]:
         """RFC 1939 §6 (POP3 UPDATE): the messages a session marked are expunged together,
@@ -437,14 +441,7 @@ class MailUseCases(AccountUseCases):
 
         def body() -> tuple[list[int], int]:
             mailbox = self.load(mailbox_id, what="the mailbox owner")
-            doomed = self._copies(mailbox, uids)
-            if not doomed:
-                return [], self.recorder.max_notification_id() or 0
-            modseq = mailbox.next_modseq()
-            for copy in doomed:
-                copy.expunge(modseq)
-            mailbox.advance_modseq(modseq)
-            return [c.uid for c in doomed], self.save_with_envelope(mailbox, *doomed)
+            return self._expunge_copies(mailbox, self._copies(mailbox, uids))
 
         return self.retrying("the mailbox", lambda: [mailbox_id], body)
 
