@@ -31,7 +31,17 @@ def header_fields(header: bytes, names: tuple[bytes, ...] = _FIELDS) -> dict[byt
 
 
 def envelope(header: bytes, *, utf8: bool = False) -> bytes:
-    fields = header_fields(header)
+    return envelope_of_fields(header_fields(header), utf8=utf8)
+
+
+def unfolded(value: bytes) -> bytes:
+    """A field value as ``header_fields`` gives it: unfolded, trimmed, bounded."""
+    return (_FOLD.sub(b"", value) if b"\n" in value else value).strip()[:MAX_FIELD]
+
+
+def envelope_of_fields(fields: dict[bytes, bytes], *, utf8: bool = False) -> bytes:
+    """ENVELOPE from field values already unfolded (lower-case names): the view's
+    summary gives them without a header to re-parse."""
     written: dict[bytes, bytes] = {}
 
     def addresses(name: bytes) -> bytes:

@@ -15,7 +15,7 @@ from adapters.imap import responses as r
 from adapters.imap import utf7
 from adapters.imap.dates import parse_date_time
 from adapters.imap.listing import list_matches
-from adapters.imap.selected import Change, SelectedMailbox, compress_uids
+from adapters.imap.selected import SelectedMailbox, compress_uids
 from adapters.imap.states import State, bad, no
 from adapters.imap.tokens import Atom, ParsedCommand, ParseError, String, Token, parse_sequence_set
 from domain.application.mail import AppendItem
@@ -99,8 +99,7 @@ class MailboxCommands:
         if row is None:
             raise no(f"no mailbox named {name!r}", "NONEXISTENT")
         selected = SelectedMailbox(read_only)
-        selected.load(Change(s.uid, s.modseq, tuple(s.flags) if s.flags is not None else None)
-                      for s in self.view.message_states(mailbox_id, 0, 0))
+        selected.load(self.view.message_states(mailbox_id, 0, 0))  # MessageState is a Change
         self.selected, self.selected_id, self.selected_name = selected, mailbox_id, row.name
         self.state = State.SELECTED
         keywords = sorted({f for flags in selected.flags.values() for f in flags if not f.startswith("\\")})
@@ -185,8 +184,7 @@ class MailboxCommands:
         if selected is None:
             return
         states = self.view.message_states(self.selected_id, selected.highest_uid, selected.known_modseq)
-        selected.observe(Change(s.uid, s.modseq, tuple(s.flags) if s.flags is not None else None)
-                         for s in states)
+        selected.observe(states)
 
     def report_updates(self: Any, *, expunge_allowed: bool) -> None:
         if self.selected is None:

@@ -21,7 +21,7 @@ from adapters.imap import responses as r
 from adapters.imap.binary import UnknownCte, binary_section
 from adapters.imap.bodystructure import body_structure
 from adapters.imap.dates import format_date_time
-from adapters.imap.envelope import envelope
+from adapters.imap.envelope import envelope_of_fields, unfolded
 from adapters.imap.esearch import esearch_response, parse_return_options, saved_result, search_response
 from adapters.imap.fetch_items import FetchItem, Section, parse_fetch_items, section_bytes
 from adapters.imap.message_text import body_text, decode_words, header_value
@@ -284,7 +284,9 @@ class MessageCommands:
             elif name == "RFC822.SIZE":
                 parts.append(b"RFC822.SIZE %d" % row.size)  # type: ignore[union-attr]
             elif name == "ENVELOPE":
-                parts.append(b"ENVELOPE " + envelope(summary_header(row.summary), utf8=self.utf8))  # type: ignore[union-attr]
+                fields = {name.encode(): unfolded(value.encode("utf-8", "replace"))
+                          for name, value in row.summary.items()}  # type: ignore[union-attr]
+                parts.append(b"ENVELOPE " + envelope_of_fields(fields, utf8=self.utf8))
             elif name == "EMAILID":
                 parts.append(b"EMAILID (" + email_object_id(row).encode() + b")")
             elif name == "THREADID":
@@ -582,11 +584,6 @@ def section_text(section: Section) -> str:
     if section.fields:
         text += " (" + " ".join(section.fields) + ")"
     return ".".join(p for p in (parts, text) if p)
-
-
-def summary_header(summary: dict[str, str]) -> bytes:
-    """The header fields kept in the view's summary, as header bytes for ENVELOPE."""
-    return "".join(f"{name}: {value}\r\n" for name, value in summary.items()).encode("utf-8", "replace")
 
 
 def internal_datetime(row: MessageRow | None) -> dt.datetime:

@@ -11,20 +11,19 @@ client could still be using the old numbers: during FETCH, STORE and SEARCH (RFC
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from adapters.imap.tokens import SequenceSet
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """What the view says about one UID: its flags and MODSEQ, or ``flags`` None when
-    it was expunged (at ``modseq``)."""
+    it was expunged (at ``modseq``). The view's ``MessageState`` has the same shape."""
 
     uid: int
     modseq: int
-    flags: tuple[str, ...] | None
+    flags: Sequence[str] | None
 
 
 class SelectedMailbox:

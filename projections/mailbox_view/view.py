@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
@@ -37,18 +37,20 @@ class MailboxRow:
     messages: int
 
 
-@dataclass(frozen=True)
-class MessageState:
+class MessageState(NamedTuple):
     """A message's UID, MODSEQ and flags, or (``flags`` None) a UID expunged at ``modseq``:
-    what an IMAP session needs to keep its own view of a mailbox current."""
+    what an IMAP session needs to keep its own view of a mailbox current. A named tuple,
+    not a frozen dataclass: a SELECT makes one per message, and tuples are made ~5x
+    faster."""
 
     uid: int
     modseq: int
     flags: list[str] | None
 
 
-@dataclass(frozen=True)
-class MessageRow:
+class MessageRow(NamedTuple):
+    """One message as the view holds it (a named tuple, for the same reason)."""
+
     copy_id: UUID
     mailbox_id: UUID
     uid: int
