@@ -268,7 +268,15 @@ class MessageCommands:
                      raw: bytes | None, flags_changed: bool) -> list[bytes]:
         selected: SelectedMailbox = self.selected
         parts: list[bytes] = []
-        tree = mime.parse(raw) if raw is not None else None
+        # The MIME tree only when an item needs it (BODY[] and RFC822 are the bytes as
+        # stored): parsed once, on first use.
+        parsed: list[mime.Part] = []
+
+        def tree_of() -> mime.Part:
+            if not parsed:
+                parsed.append(mime.parse(raw or b""))
+            return parsed[0]
+
         if "UID" in names:
             parts.append(b"UID %d" % uid)
         if "FLAGS" in names or flags_changed:
@@ -296,22 +304,23 @@ class MessageCommands:
                 parts.append(b'SAVEDATE "' + format_date_time(saved).encode() + b'"' if saved
                              else b"SAVEDATE NIL")
             elif name in ("BODYSTRUCTURE", "BODY") and item.section is None:
-                structure = body_structure(raw, tree, extensible=name == "BODYSTRUCTURE",  # type: ignore[arg-type]
+                structure = body_structure(raw, tree_of(), extensible=name == "BODYSTRUCTURE",  # type: ignore[arg-type]
                                            utf8=self.utf8)
                 parts.append(name.encode() + b" " + structure)
             elif name == "PREVIEW":
-                parts.append(b"PREVIEW " + r.string(preview(raw, tree), utf8=self.utf8))  # type: ignore[arg-type]
+                parts.append(b"PREVIEW " + r.string(preview(raw, tree_of()), utf8=self.utf8))  # type: ignore[arg-type]
             elif name == "RFC822":
                 parts.append(b"RFC822 " + literal(raw.replace(b"\x00", b"\x80")))  # type: ignore[union-attr]
             elif name == "RFC822.HEADER":
-                parts.append(b"RFC822.HEADER " + literal(tree.header(raw)))  # type: ignore[union-attr, arg-type]
+                parts.append(b"RFC822.HEADER " + literal(tree_of().header(raw)))  # type: ignore[union-attr, arg-type]
             elif name == "RFC822.TEXT":
-                parts.append(b"RFC822.TEXT " + literal(tree.body(raw)))  # type: ignore[union-attr, arg-type]
+                parts.append(b"RFC822.TEXT " + literal(tree_of().body(raw)))  # type: ignore[union-attr, arg-type]
             elif name == "BODY":
-                data = section_bytes(raw, tree, item.section)  # type: ignore[arg-type]
+                whole = item.section is not None and not item.section.part and not item.section.text
+                data = raw if whole else section_bytes(raw, tree_of(), item.section)  # type: ignore[arg-type]
                 parts.append(self._section_response("BODY", item, data))
             else:  # BINARY, BINARY.SIZE (RFC 3516)
-                parts.append(self._binary(item, raw, tree))  # type: ignore[arg-type]
+                parts.append(self._binary(item, raw, tree_of()))  # type: ignore[arg-type]
         return parts
 
     @staticmethod

@@ -71,6 +71,8 @@ class ImapSession(MailboxCommands, MessageCommands):
         self.idling_tag = b""
         self.sasl_tag = b""
         self.out: list[bytes] = []
+        #: Within a batch, before its last command: no untagged updates yet.
+        self.quiet = False
         #: Reads made by a batch of pipelined commands, recorded when the batch ends.
         self.deferred_reads: list[tuple[list[uuid.UUID], str]] | None = None
 
@@ -129,7 +131,7 @@ class ImapSession(MailboxCommands, MessageCommands):
                 if isinstance(result, Outcome):
                     outcome = result
                 else:
-                    if self.state is State.SELECTED:
+                    if self.state is State.SELECTED and not self.quiet:
                         # Other sessions' changes ride on every response (RFC 9051 §7),
                         # expunges only where sequence numbers cannot be in use (§7.5.1).
                         self.report_updates(expunge_allowed=parsed.name not in NO_EXPUNGE_DURING)
@@ -170,6 +172,8 @@ class ImapSession(MailboxCommands, MessageCommands):
                     read_by += [False] * len(appended)
                     continue
                 before = len(self.deferred_reads)
+                # Updates from other sessions ride on the batch's last answer only.
+                self.quiet = len(outcomes) < len(commands) - 1
                 outcome = self.execute(commands[len(outcomes)])
                 outcomes.append(outcome)
                 read_by.append(len(self.deferred_reads) > before)
@@ -189,6 +193,7 @@ class ImapSession(MailboxCommands, MessageCommands):
                                                                 "recorded; nothing was sent", "SERVERBUG")])
         finally:
             self.deferred_reads = None
+            self.quiet = False
         return outcomes
 
     def _appends_together(self, commands: list[Command]) -> list[Outcome]:

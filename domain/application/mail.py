@@ -27,6 +27,7 @@ from domain.model.errors import (
     MailboxProtected,
     MessageNotFound,
     MessageTooLarge,
+    SubjectErased,
 )
 from domain.model.mailbox import Mailbox
 from domain.model.message import AccessLedger, Delivery, MessageCopy, access_ledger_id_for, copy_id_for
@@ -574,7 +575,9 @@ class MailUseCases(AccountUseCases):
                     uids: list[int]) -> tuple[dict[int, bytes], list[UUID]]:
         """``open_bodies`` without the record: the caller must ``record_accesses`` the
         returned copy ids before the bodies leave the process."""
-        account: Account = self.load(account_id, what="the account")
+        account: Account | None = self.peek(account_id)
+        if account is None or account.erased:
+            raise SubjectErased("the account")
         if str(mailbox_id) not in account.mailbox_ids_ever:
             raise MailboxNotFound(str(mailbox_id))
         bodies: dict[int, bytes] = {}
@@ -590,7 +593,9 @@ class MailUseCases(AccountUseCases):
     def record_accesses(self, account_id: UUID, reads: list[tuple[list[UUID], str]]) -> int:
         """One MessagesAccessed event per read (per protocol command), all saved in one
         transaction: pipelined commands cost one commit, not one each."""
-        account: Account = self.load(account_id, what="the account")
+        account: Account | None = self.peek(account_id)
+        if account is None or account.erased:
+            raise SubjectErased("the account")
         ledger_id = access_ledger_id_for(account.id)
 
         def body() -> int:
