@@ -12,13 +12,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from adapters.config import Settings
+from adapters.login_throttle import LoginThrottle
+from domain.application.service import LedgerMail
+from projections.mailbox_view.view import MailboxViewInterface
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TLS_HANDSHAKE_TIMEOUT = 30.0
 READ_SIZE = 65536
@@ -186,3 +194,47 @@ async def stop_serving(servers: list[asyncio.base_events.Server], table: Connect
     for server in servers:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+
+
+class MailboxService:
+    """What the IMAP and POP3 services share: the store and views their sessions use,
+    the worker pool that runs the sessions' commands, the connection table and the
+    listeners. A subclass names its listeners and makes its connections."""
+
+    #: listener name -> implicit TLS
+    listeners: dict[str, bool] = {}
+    workers = 8
+    name = "mailbox"
+
+    def __init__(self, app: LedgerMail, view: MailboxViewInterface, wait_for: Callable[[int], None],
+                 settings: Settings, tls_context: ssl.SSLContext, throttle: LoginThrottle,
+                 per_ip: int, total: int) -> None:
+        self.app = app
+        self.view = view
+        self.wait_for = wait_for
+        self.settings = settings
+        self.tls_context = tls_context
+        self.throttle = throttle
+        self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name)
+        self.table = ConnectionTable(per_ip, total)
+        self.servers: list[asyncio.base_events.Server] = []
+
+    def connection(self, listener: str, implicit_tls: bool, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> StreamConnection:
+        raise NotImplementedError
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """A session call in the worker pool, with the caller's context."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
+
+    async def start(self, sockets: dict[str, socket.socket]) -> None:
+        async def connect(name: str, implicit: bool, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+            await self.connection(name, implicit, reader, writer).run()
+
+        self.servers = await listen(sockets, self.listeners, self.tls_context, connect)
+
+    async def stop(self) -> None:
+        await stop_serving(self.servers, self.table)
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)

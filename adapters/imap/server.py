@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import socket
 import ssl
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from adapters.config import Settings
-from adapters.connections import READ_SIZE, ConnectionTable, StreamConnection, listen, stop_serving
+from adapters.connections import READ_SIZE, MailboxService, StreamConnection
 from adapters.imap.framing import (
     BadCommand,
     Command,
@@ -49,34 +47,26 @@ WATCH_SECONDS = 0.1
 PIPELINE_BATCH = 32
 #: Inflated bytes handed to the framer at a time (a compression bomb stays bounded).
 INFLATE_STEP = 65536
-T = TypeVar("T")
 
 
-class ImapService:
+class ImapService(MailboxService):
+    listeners = LISTENERS
+    workers = WORKERS
+    name = "imap"
+
     def __init__(self, app: LedgerMail, view: MailboxViewInterface, wait_for: Callable[[int], None],
                  settings: Settings, tls_context: ssl.SSLContext, throttle: LoginThrottle) -> None:
-        self.app = app
-        self.view = view
-        self.wait_for = wait_for
-        self.settings = settings
-        self.tls_context = tls_context
-        self.throttle = throttle
-        self.executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="imap")
-        self.table = ConnectionTable(settings.imap.max_connections_per_ip, settings.imap.max_connections)
+        super().__init__(app, view, wait_for, settings, tls_context, throttle,
+                         settings.imap.max_connections_per_ip, settings.imap.max_connections)
         self.idlers: set[Connection] = set()
-        self.servers: list[asyncio.base_events.Server] = []
         self._watcher: asyncio.Task[None] | None = None
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
+    def connection(self, listener: str, implicit_tls: bool, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> Connection:
+        return Connection(self, listener, implicit_tls, reader, writer)
 
     async def start(self, sockets: dict[str, socket.socket]) -> None:
-        async def connect(name: str, implicit: bool, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-            await Connection(self, name, implicit, reader, writer).run()
-
-        self.servers = await listen(sockets, LISTENERS, self.tls_context, connect)
+        await super().start(sockets)
         self._watcher = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -106,8 +96,7 @@ class ImapService:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await stop_serving(self.servers, self.table)
-        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        await super().stop()
 
 
 class Connection(StreamConnection):

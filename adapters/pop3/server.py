@@ -10,16 +10,12 @@ with IMAP (admission, TLS, stopping) is ``adapters/connections.py``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import socket
 import ssl
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 from adapters.config import Settings
-from adapters.connections import READ_SIZE, ConnectionTable, StreamConnection, listen, stop_serving
+from adapters.connections import READ_SIZE, MailboxService, StreamConnection
 from adapters.login_throttle import LoginThrottle
 from adapters.logins import is_loopback
 from adapters.pop3.lines import LineReader, TooLong
@@ -34,39 +30,24 @@ LISTENERS = {"pop3": False, "pop3s": True}
 WORKERS = 8
 #: Pipelined lines handed to one worker call at most.
 PIPELINE_BATCH = 32
-T = TypeVar("T")
 
 
-class Pop3Service:
+class Pop3Service(MailboxService):
+    listeners = LISTENERS
+    workers = WORKERS
+    name = "pop3"
+
     def __init__(self, app: LedgerMail, view: MailboxViewInterface, wait_for: Callable[[int], None],
                  settings: Settings, tls_context: ssl.SSLContext, throttle: LoginThrottle) -> None:
-        self.app = app
-        self.view = view
-        self.wait_for = wait_for
-        self.settings = settings
-        self.tls_context = tls_context
-        self.throttle = throttle
+        super().__init__(app, view, wait_for, settings, tls_context, throttle,
+                         settings.pop3.max_connections_per_ip, settings.pop3.max_connections)
         self.maildrops = Maildrops()
-        self.executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="pop3")
-        self.table = ConnectionTable(settings.pop3.max_connections_per_ip, settings.pop3.max_connections)
-        self.servers: list[asyncio.base_events.Server] = []
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
-
-    async def start(self, sockets: dict[str, socket.socket]) -> None:
-        async def connect(name: str, implicit: bool, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
-            await Connection(self, name, implicit, reader, writer).run()
-
-        self.servers = await listen(sockets, LISTENERS, self.tls_context, connect)
-
-    async def stop(self) -> None:
-        """Stop accepting; open sessions are closed without their deletions (RFC 1939
-        §6: only QUIT commits them)."""
-        await stop_serving(self.servers, self.table)
-        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+    def connection(self, listener: str, implicit_tls: bool, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> Connection:
+        # Stopping closes open sessions without their deletions (RFC 1939 §6: only QUIT
+        # commits them).
+        return Connection(self, listener, implicit_tls, reader, writer)
 
 
 class Connection(StreamConnection):
