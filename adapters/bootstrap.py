@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import Notification, PersistenceError
@@ -177,6 +178,9 @@ class ProjectionReadModels:
 
     def wait_for(self, position: int, timeout: float) -> dict[str, int]:
         return self._host.wait_for(position, timeout)
+
+    def storage_of(self, account_id: UUID) -> tuple[int, int] | None:
+        return self.mailbox_view.storage_of(account_id)
 
     def rows_for_streams(self, stream_ids: list[str]) -> int:
         return self.mailbox_view.rows_for_streams(stream_ids)

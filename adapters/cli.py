@@ -198,6 +198,14 @@ def cmd_deliver(container: Any, args: argparse.Namespace) -> int:
     raw = sys.stdin.buffer.read()
     if not raw.strip():
         raise CommandError("no message on standard input")
+    for address in args.addresses:
+        # The quota, as the SMTP listeners apply it at RCPT (a soft quota: see has_room).
+        try:
+            account_id = container.app.delivery_account_id(address)
+        except DomainError:
+            continue  # the delivery itself reports an unknown address
+        if not container.app.has_room(account_id):
+            raise CommandError(f"the mailbox of {address} is over its quota; nothing was delivered")
     # The same pipeline as SMTP: limits, Received: trace header, scan hook, delivery.
     accepted = intake(container).accept(Arrival("cli", list(args.addresses)), raw)
     assert accepted.delivery is not None

@@ -88,6 +88,10 @@ class ReadModels(Protocol):
         """Block until every projection has processed ``position``; return their positions."""
         ...
 
+    def storage_of(self, account_id: UUID) -> tuple[int, int] | None:
+        """(octets used, quota in octets) of an account as the views show it."""
+        ...
+
     def rows_for_streams(self, stream_ids: list[str]) -> int:
         """How many view rows still derive from these streams (0 after a purge)."""
         ...

@@ -344,3 +344,20 @@ def test_a_store_url_of_another_kind_is_refused(settings: Settings) -> None:
     env = command_env(settings)
     env["LEDGERMAIL_STORE__URL"] = "mysql://root@localhost/db"
     assert_one_line_error(ledgermail(settings, "domain", "list", env=env), 2, "setting store.url")
+
+
+def test_deliver_refuses_a_mailbox_over_its_quota_with_a_one_line_error(settings: Settings) -> None:
+    """The quota is soft, as at SMTP RCPT: the message that crosses the line is taken,
+    the next one is refused and nothing is stored."""
+    env = {**command_env(settings), "LEDGERMAIL_DEFAULT_QUOTA_BYTES": "100"}
+    assert ledgermail(settings, "domain", "add", "example.test", env=env).returncode == 0
+    added = ledgermail(settings, "user", "add", "alice@example.test", "--password-stdin",
+                       stdin=b"a long secret\n", env=env)
+    assert added.returncode == 0, added.stderr
+    first = ledgermail(settings, "deliver", "alice@example.test", stdin=MESSAGE, env=env)
+    assert first.stdout == "delivered to alice@example.test: INBOX uid 1\n"
+    second = ledgermail(settings, "deliver", "alice@example.test", stdin=MESSAGE, env=env)
+    assert_one_line_error(second, 2, "the mailbox of alice@example.test is over its quota; "
+                                      "nothing was delivered")
+    third = ledgermail(settings, "deliver", "alice@example.test", stdin=MESSAGE, env=env)
+    assert third.returncode == 2

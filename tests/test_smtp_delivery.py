@@ -847,3 +847,25 @@ def test_the_trace_header_writes_the_client_address_as_an_rfc_5321_address_liter
     now = datetime(2024, 1, 1, tzinfo=UTC)
     field = trace_header(arrival, "mx.example", "0123456789ABCDEF", now, b"\r\n")
     assert field.startswith(f"Received: from client.example ({literal})\r\n".encode())
+
+
+def test_rcpt_to_a_mailbox_over_its_quota_gets_452_4_2_2_and_the_other_recipients_still_get_the_message(
+        store: Container) -> None:
+    """A soft quota (RFC 3463 X.2.2): the full mailbox is refused at RCPT, temporarily,
+    so the sender retries after the owner makes room; the other recipient is served."""
+    with acting("admin:test", protocol="test", purpose="testing"):
+        full = store.app.create_account("full@example.test", PASSWORD, quota_bytes=2048)
+    add_user(store, ALICE)
+    store.app.append(full, "INBOX", b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n")
+    store.catch_up()
+    with running_smtp(store) as smtp, mx_client(smtp.mx) as client:
+        client.ehlo(HELO)
+        client.mail("sender@far.test")
+        refused = client.rcpt("full@example.test")
+        accepted = client.rcpt(ALICE)
+        code, _ = client.data(message("to both"))
+    assert refused == (452, b"4.2.2 Mailbox full, try again later")
+    assert accepted[0] == 250
+    assert code == 250
+    assert len(inbox_bodies(store, ALICE)) == 1
+    assert len(inbox_bodies(store, "full@example.test")) == 1  # only the message that filled it

@@ -502,10 +502,8 @@ class MailboxCommands:
 
     def quota(self: Any) -> tuple[int, int]:
         """(octets used, limit) of the logged-in account."""
-        account_id = self.require_account()
         self.catch_up()  # usage includes this session's APPENDs, answered before the view had them
-        limit = next((a.quota_bytes for a in self.view.accounts() if a.account_id == account_id), 0)
-        return self.view.storage_used(account_id), limit
+        return self.view.storage_of(self.require_account()) or (0, 0)
 
     def check_quota(self: Any, adding: int) -> None:
         used, limit = self.quota()

@@ -14,10 +14,12 @@ import contextvars
 import errno
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
+from uuid import UUID
 
 from adapters.intake import Arrival, ContentRejected, ContentTempfail, Intake, SenderNotOwned, owns
 from adapters.login_throttle import LoginThrottle
@@ -39,6 +41,8 @@ from domain.model.values import normalize_address, normalize_domain
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: How long an answer to "is this mailbox under its quota?" is reused.
+ROOM_CACHE_SECONDS = 2.0
 #: Messages of storage errors that mean "the disk is full" (SQLite, PostgreSQL).
 _DISK_FULL_TEXT = ("database or disk is full", "no space left on device", "could not extend file")
 
@@ -54,6 +58,8 @@ class MailHandler:
         self.data_dir = data_dir
         self.min_free_bytes = min_free_bytes
         self.hide_client_ip_on_submission = hide_client_ip_on_submission
+        #: account id -> (when asked, whether it had room)
+        self._room: dict[UUID, tuple[float, bool]] = {}
 
     async def _run(self, server: LedgerSMTP, fn: Callable[..., T], *args: Any) -> T:
         """Run a use case in a worker thread, acting as this session's principal."""
@@ -102,6 +108,8 @@ class MailHandler:
         if local:
             if address is None:
                 return replies.UNKNOWN_USER
+            if not await self._has_room(server, address):
+                return replies.MAILBOX_FULL
             if address not in envelope.local_recipients:
                 envelope.local_recipients.append(address)
             return replies.RECIPIENT_OK
@@ -116,6 +124,23 @@ class MailHandler:
                 return replies.BAD_RECIPIENT_SYNTAX
         envelope.remote_recipients.append(RemoteRecipient(path.address, notify, orcpt))
         return replies.RECIPIENT_QUEUED
+
+    async def _has_room(self, server: LedgerSMTP, address: str) -> bool:
+        """Is the recipient's account under its quota? Asked of the views at most every
+        ``ROOM_CACHE_SECONDS`` per account, so a busy MX pays one query per account, not
+        one per message."""
+        found, account_id = self.app.remembered_route(address)
+        if not found or account_id is None:
+            account_id = await self._run(server, self.app.delivery_account_id, address)
+        now = time.monotonic()
+        known = self._room.get(account_id)
+        if known is not None and now - known[0] < ROOM_CACHE_SECONDS:
+            return known[1]
+        room = await self._run(server, self.app.has_room, account_id)
+        if len(self._room) > 100_000:
+            self._room.clear()
+        self._room[account_id] = (now, room)
+        return room
 
     def _remembered_recipient(self, path: Path) -> tuple[bool, str | None] | None:
         """The answer of ``_local_recipient`` when the application remembers it (no store

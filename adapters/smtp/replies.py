@@ -30,6 +30,8 @@ LOCAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
 SCAN_TEMPFAIL = "451 4.7.1 Message could not be checked, try again later"
 NO_STORAGE = "452 4.3.1 Insufficient system storage"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+#: RFC 3463 X.2.2; temporary, so the sender's queue retries once the owner makes room.
+MAILBOX_FULL = "452 4.2.2 Mailbox full, try again later"
 AUTH_LOCKED = "454 4.7.0 Too many failed authentications, try again later"
 AUTH_TEMPFAIL = "454 4.7.0 Temporary authentication failure"
 

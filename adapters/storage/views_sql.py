@@ -333,12 +333,13 @@ class SqlMailboxView(SqlViewBase):
                            r["flags"].split() if r["flags"] else [], r["internal_date"], int(r["size"]),
                            json.loads(r["summary"]), r["blob_id"], r["saved_at"] or "") for r in rows]
 
-    def storage_used(self, account_id: UUID) -> int:
+    def storage_of(self, account_id: UUID) -> tuple[int, int] | None:
         with self.read() as cursor:
-            row = self.run(cursor, "SELECT COALESCE(SUM(m.size), 0) AS used FROM {p}mv_messages m "
-                           "JOIN {p}mv_mailboxes b ON b.mailbox_id=m.mailbox_id WHERE b.account_id=%s",
-                           (str(account_id),)).fetchone()
-        return int(row["used"])
+            row = self.run(cursor, "SELECT a.quota_bytes AS quota, (SELECT COALESCE(SUM(m.size), 0) "
+                           "FROM {p}mv_messages m JOIN {p}mv_mailboxes b ON b.mailbox_id=m.mailbox_id "
+                           "WHERE b.account_id=a.account_id) AS used FROM {p}mv_accounts a "
+                           "WHERE a.account_id=%s", (str(account_id),)).fetchone()
+        return None if row is None else (int(row["used"]), int(row["quota"]))
 
     def mailbox_marks(self, mailbox_ids: list[UUID]) -> dict[UUID, int]:
         found: dict[UUID, int] = {}

@@ -207,6 +207,16 @@ class AccountUseCases(LedgerApplication):
         account_id = self.account_id_for(address)
         return self.load(account_id, what=f"the owner of {address}")
 
+    def has_room(self, account_id: UUID) -> bool:
+        """Whether the account is under its storage quota, as the views show it (a soft
+        quota, as Dovecot's: a message that crosses the line is still taken; 0 means no
+        quota). Deliveries ask before they take a message for the account."""
+        storage = self.ports.read_models.storage_of(account_id)
+        if storage is None:
+            return True
+        used, limit = storage
+        return limit <= 0 or used < limit
+
     def authenticate(self, address: str, password: str) -> UUID:
         """Check a password; unknown users and wrong passwords fail the same way."""
         try:

@@ -148,8 +148,9 @@ class MailboxViewInterface(TrackingRecorder, ABC):
         that remembers the highest MODSEQ it saw misses nothing on its next call."""
 
     @abstractmethod
-    def storage_used(self, account_id: UUID) -> int:
-        """Octets of every message in the account's mailboxes (RFC 9208 STORAGE)."""
+    def storage_of(self, account_id: UUID) -> tuple[int, int] | None:
+        """(octets used, quota in octets) of an account, in one query; None when the
+        view has no such account."""
 
     @abstractmethod
     def mailbox_marks(self, mailbox_ids: list[UUID]) -> dict[UUID, int]:
