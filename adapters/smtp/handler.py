@@ -129,14 +129,18 @@ class MailHandler:
         """Is the recipient's account under its quota? Asked of the views at most every
         ``ROOM_CACHE_SECONDS`` per account, so a busy MX pays one query per account, not
         one per message."""
-        found, account_id = self.app.remembered_route(address)
-        if not found or account_id is None:
-            account_id = await self._run(server, self.app.delivery_account_id, address)
-        now = time.monotonic()
-        known = self._room.get(account_id)
-        if known is not None and now - known[0] < ROOM_CACHE_SECONDS:
-            return known[1]
-        room = await self._run(server, self.app.has_room, account_id)
+        try:
+            found, account_id = self.app.remembered_route(address)
+            if not found or account_id is None:
+                account_id = await self._run(server, self.app.delivery_account_id, address)
+            now = time.monotonic()
+            known = self._room.get(account_id)
+            if known is not None and now - known[0] < ROOM_CACHE_SECONDS:
+                return known[1]
+            room = await self._run(server, self.app.has_room, account_id)
+        except Exception as error:  # noqa: BLE001 - the quota is soft: a store hiccup takes the mail
+            log.warning("quota of a recipient could not be read: %s", type(error).__name__)
+            return True
         if len(self._room) > 100_000:
             self._room.clear()
         self._room[account_id] = (now, room)
