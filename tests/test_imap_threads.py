@@ -9,11 +9,11 @@ import time
 
 import pytest
 
+from adapters.imap.charsets import decode_words
 from adapters.imap.threads import (
     Thread,
     ThreadInput,
     base_subject,
-    decode_words,
     format_threads,
     thread_orderedsubject,
     thread_references,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import binascii
 
+from adapters.imap.charsets import decode_base64
 from adapters.imap.envelope import header_fields
 from adapters.imap.mime import Part
-from adapters.imap.threads import decode_base64
 
 #: RFC 2045 §6.1 identity encodings ("" is a part without the field: 7bit, §6.1).
 IDENTITY = frozenset({"", "7bit", "8bit", "binary"})

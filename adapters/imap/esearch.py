@@ -50,8 +50,14 @@ def compress(numbers: Iterable[int]) -> str:
     return ",".join(ranges)
 
 
+def compress_in_order(numbers: list[int]) -> str:
+    """Numbers whose order matters (ESORT ALL, COPYUID pairs, RFC 4315 §3): ranges only
+    when the whole list ascends, else each number as it stands."""
+    return ",".join(str(n) for n in numbers) if numbers != sorted(numbers) else compress(numbers)
+
+
 def esearch_response(tag: str, numbers: list[int], options: set[str], uid: bool,
-                     modseq: int | None = None) -> bytes:
+                     modseq: int | None = None, *, sort_order: bool = False) -> bytes:
     """``* ESEARCH (TAG "A1") UID MIN 2 MAX 9 COUNT 4 ALL 2:4,9 MODSEQ 917`` CRLF.
 
     Items in the order of the RFC 4731 §3.1 examples (MIN, MAX, COUNT, ALL); MIN, MAX and
@@ -61,7 +67,9 @@ def esearch_response(tag: str, numbers: list[int], options: set[str], uid: bool,
     all (RFC 5182 §2.1, RFC 9051 §6.4.4): then b"" is returned."""
     if not options & set(_REPORTED):
         return b""
-    ordered = sorted(set(numbers))
+    # RFC 5267 §3.2 (ESORT): MIN and MAX are the first and last in sort order, and ALL
+    # lists the numbers in that order.
+    ordered = list(numbers) if sort_order else sorted(set(numbers))
     out = [b"* ESEARCH (TAG " + string(tag) + b")"]
     if uid:
         out.append(b"UID")
@@ -72,7 +80,7 @@ def esearch_response(tag: str, numbers: list[int], options: set[str], uid: bool,
     if "COUNT" in options:
         out.append(b"COUNT %d" % len(ordered))
     if ordered and "ALL" in options:
-        out.append(b"ALL " + compress(ordered).encode())
+        out.append(b"ALL " + (compress_in_order(ordered) if sort_order else compress(ordered)).encode())
     if ordered and modseq is not None:
         out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + b"\r\n"

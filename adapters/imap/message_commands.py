@@ -20,11 +20,18 @@ from adapters.imap import mime
 from adapters.imap import responses as r
 from adapters.imap.binary import UnknownCte, binary_section
 from adapters.imap.bodystructure import body_structure
+from adapters.imap.charsets import decode_words
 from adapters.imap.dates import format_date_time
 from adapters.imap.envelope import envelope_of_fields, unfolded
-from adapters.imap.esearch import esearch_response, parse_return_options, saved_result, search_response
+from adapters.imap.esearch import (
+    compress_in_order,
+    esearch_response,
+    parse_return_options,
+    saved_result,
+    search_response,
+)
 from adapters.imap.fetch_items import FetchItem, Section, parse_fetch_items, section_bytes
-from adapters.imap.message_text import body_text, decode_words, header_value
+from adapters.imap.message_text import body_text, header_value
 from adapters.imap.preview import preview
 from adapters.imap.search import Key, Matcher, parse_search, uses_modseq
 from adapters.imap.selected import SelectedMailbox, compress_uids
@@ -436,8 +443,8 @@ class MessageCommands:
         self.settle(position)
         code = ""
         if pairs:
-            code = (f"COPYUID {uidvalidity} {compress_pairs([p[0] for p in pairs])} "
-                    f"{compress_pairs([p[1] for p in pairs])}")
+            code = (f"COPYUID {uidvalidity} {compress_in_order([p[0] for p in pairs])} "
+                    f"{compress_in_order([p[1] for p in pairs])}")
         if move:
             # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges.
             if code:
@@ -549,7 +556,7 @@ class MessageCommands:
             return "SORT completed"
         if "SAVE" in options:
             self.saved_uids = sorted(ordered)
-        self.out.append(esort_response(cmd.tag, numbers, options - {"SAVE"}, uid))
+        self.out.append(esearch_response(cmd.tag, numbers, options - {"SAVE"}, uid, sort_order=True))
         return "SORT completed"
 
     def thread(self: Any, cmd: ParsedCommand, uid: bool) -> str:
@@ -623,28 +630,6 @@ def email_object_id(row: MessageRow | None) -> str:
     it says nothing about the person."""
     assert row is not None
     return "E" + hashlib.sha256(("emailid|" + row.blob_id).encode()).hexdigest()[:24]
-
-
-def esort_response(tag: str, numbers: list[int], options: set[str], uid: bool) -> bytes:
-    """RFC 5267 §3.2: like ESEARCH, but MIN and MAX are the first and last in sort order
-    and ALL lists the numbers in sort order."""
-    if not options & {"MIN", "MAX", "COUNT", "ALL"}:
-        return b""
-    out = [b"* ESEARCH (TAG " + r.string(tag) + b")"] + ([b"UID"] if uid else [])
-    if numbers and "MIN" in options:
-        out.append(b"MIN %d" % numbers[0])
-    if numbers and "MAX" in options:
-        out.append(b"MAX %d" % numbers[-1])
-    if "COUNT" in options:
-        out.append(b"COUNT %d" % len(numbers))
-    if numbers and "ALL" in options:
-        out.append(b"ALL " + compress_pairs(numbers).encode())
-    return b" ".join(out) + b"\r\n"
-
-
-def compress_pairs(numbers: list[int]) -> str:
-    """COPYUID sets keep the pairing order (RFC 4315 §3), so ranges only where ascending."""
-    return ",".join(str(n) for n in numbers) if numbers != sorted(numbers) else compress_uids(numbers)
 
 
 def sets_seen(item: FetchItem) -> bool:

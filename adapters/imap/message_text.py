@@ -5,12 +5,11 @@ Bounded: at most ``MAX_TEXT`` characters per message are searched."""
 
 from __future__ import annotations
 
-import codecs
 import re
-from email.header import decode_header, make_header
 
 from adapters.imap import mime
 from adapters.imap.binary import UnknownCte, decode_part
+from adapters.imap.charsets import decode_text, decode_words
 
 MAX_TEXT = 4 * 1024 * 1024
 _FOLD = re.compile(rb"\r?\n[ \t]")
@@ -25,16 +24,6 @@ def header_value(header: bytes, name: str) -> str:
         if colon and field.strip().lower().decode("latin-1") == name:
             values.append(decode_words(_FOLD.sub(b" ", value).strip().decode("utf-8", "replace")))
     return "\n".join(values)
-
-
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded; a malformed word is kept as it is."""
-    if "=?" not in value:
-        return value
-    try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError):
-        return value
 
 
 def body_text(raw: bytes, tree: mime.Part) -> str:
@@ -55,15 +44,7 @@ def body_text(raw: bytes, tree: mime.Part) -> str:
             data = decode_part(raw, part)
         except UnknownCte:
             data = part.body(raw)
-        text = _decode_charset(data, part.params.get("charset", "utf-8"))
+        text = decode_text(data, part.params.get("charset", "utf-8"))
         texts.append(text)
         size += len(text)
     return "\n".join(texts)[:MAX_TEXT]
-
-
-def _decode_charset(data: bytes, charset: str) -> str:
-    try:
-        codecs.lookup(charset)
-    except LookupError:
-        charset = "utf-8"
-    return data.decode(charset, "replace")

@@ -17,6 +17,7 @@ import html
 import re
 
 from adapters.imap.binary import UnknownCte, decode_body, transfer_encoding
+from adapters.imap.charsets import decode_text
 from adapters.imap.envelope import header_fields
 from adapters.imap.mime import Part
 
@@ -24,7 +25,6 @@ MAX_CHARS = 200
 MAX_OCTETS = 256  # RFC 8970 §3.3 allows 256 characters; 256 octets is stricter
 #: Encoded bytes of a text part that are looked at (more than enough for 200 characters).
 MAX_SCAN = 64 * 1024
-_CHARSET = re.compile(r"^[A-Za-z0-9._:+-]{1,40}\Z")
 # White space, controls and the invisible characters marketing mail pads previews with.
 _INVISIBLE = re.compile("[\\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u180e\u200b-\u200f\u2028-\u202f"
                         "\u205f-\u206f\u3000\ufeff]+")
@@ -48,7 +48,7 @@ def preview(raw: bytes, tree: Part) -> str:
         data = decode_body(part.body(raw)[:MAX_SCAN], transfer_encoding(part.header(raw)))
     except UnknownCte:
         return ""
-    text = _decode_charset(data, part.params.get("charset", ""))
+    text = decode_text(data, part.params.get("charset", ""))
     if part.subtype == "html":
         text = strip_html(text)
     return shorten(_INVISIBLE.sub(" ", text).strip())
@@ -71,17 +71,6 @@ def _is_attachment(raw: bytes, part: Part) -> bool:
     """RFC 2183 §2.2: Content-Disposition: attachment."""
     value = header_fields(part.header(raw), (b"content-disposition",)).get(b"content-disposition", b"")
     return value.split(b";", 1)[0].strip().lower() == b"attachment"
-
-
-def _decode_charset(data: bytes, charset: str) -> str:
-    """RFC 2046 §4.1.2 charset; none, US-ASCII or an unknown one decode as UTF-8 (a
-    superset of US-ASCII that many unlabelled messages actually use)."""
-    if charset and charset.lower() not in ("us-ascii", "ascii") and _CHARSET.match(charset):
-        try:
-            return data.decode(charset, "replace")
-        except LookupError:  # unknown, or not a text encoding (e.g. "zlib")
-            pass
-    return data.decode("utf-8", "replace")
 
 
 def strip_html(text: str) -> str:

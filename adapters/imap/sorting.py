@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.imap.addresses import parse_address_list
-from adapters.imap.threads import MAX_HEADER, base_subject, decode_words, sent_key
+from adapters.imap.charsets import decode_words
+from adapters.imap.threads import MAX_HEADER, base_subject, sent_key
 from adapters.imap.tokens import Atom, ParseError, Token
 
 #: RFC 5256 §3 sort-key, plus RFC 5957 §3 DISPLAYFROM / DISPLAYTO.

@@ -8,19 +8,17 @@ tree of ``Thread`` nodes, written out by ``format_threads``. Nothing here recurs
 linear time and no RecursionError, and hostile sizes are capped (``MAX_HEADER``,
 ``MAX_REFERENCES``). ``base_subject`` is also the SUBJECT key of SORT (``sorting.py``).
 
-Encoded words (RFC 2047) are decoded by a small linear scanner rather than
-``email.header.decode_header``: that one returns the plain text between encoded words as
-raw-unicode-escape bytes and ``make_header`` then refuses 8-bit text, so a subject a
-client sees as one string could not be compared as one.
+Encoded words (RFC 2047) are decoded by ``charsets.decode_words``.
 """
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+from adapters.imap.charsets import decode_words
 
 #: Message ids of a References field that are used: the last ones (the parent is last).
 MAX_REFERENCES = 1000
@@ -28,10 +26,6 @@ MAX_REFERENCES = 1000
 MAX_HEADER = 64 * 1024
 
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
-# RFC 2047 §2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?="
-# (RFC 2231 §5 allows "charset*language").
-_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?\s]*)\?=")
-_CHARSET = re.compile(r"^[A-Za-z0-9._:+-]{1,40}\Z")
 _WSP = re.compile(r"[ \t\r\n]+")
 # RFC 5256 §5 subj-blob = "[" *BLOBCHAR "]" *WSP; BLOBCHAR excludes "[" and "]".
 _BLOB = re.compile(r"\[[^\[\]]*\] ?")
@@ -62,62 +56,6 @@ class Thread:
 
     message: ThreadInput | None
     children: list[Thread] = field(default_factory=list)
-
-
-# -- RFC 2047 encoded words --------------------------------------------------------------
-
-
-def decode_words(value: str) -> str:
-    """``value`` with its RFC 2047 encoded words decoded; white space between two adjacent
-    encoded words is dropped (RFC 2047 §6.2), unknown charsets decode as UTF-8."""
-    out: list[str] = []
-    pending: tuple[str, bytearray] | None = None  # adjacent words of one charset
-    position = 0
-    for match in _ENCODED_WORD.finditer(value):
-        between = value[position:match.start()]
-        adjacent = pending is not None and not between.strip(" \t\r\n")
-        if not adjacent:
-            if pending is not None:
-                out.append(_decode_bytes(bytes(pending[1]), pending[0]))
-                pending = None
-            out.append(between)
-        charset, data = match.group(1).lower(), _word_bytes(match.group(2), match.group(3))
-        if pending is not None and pending[0] == charset:
-            pending[1].extend(data)  # a character may be split across two words
-        else:
-            if pending is not None:
-                out.append(_decode_bytes(bytes(pending[1]), pending[0]))
-            pending = (charset, bytearray(data))
-        position = match.end()
-    if pending is not None:
-        out.append(_decode_bytes(bytes(pending[1]), pending[0]))
-    out.append(value[position:])
-    return "".join(out)
-
-
-def _word_bytes(encoding: str, text: str) -> bytes:
-    data = text.encode("ascii", "replace")
-    if encoding in "Bb":  # RFC 2047 §4.1
-        return decode_base64(data)
-    return binascii.a2b_qp(data, header=True)  # RFC 2047 §4.2: "_" is a space
-
-
-def decode_base64(data: bytes) -> bytes:
-    """Lenient base64: characters outside the alphabet are skipped, decoding stops at
-    the first "=", and a short last group is completed (RFC 2045 §6.8 asks decoders to
-    ignore what is not in the alphabet)."""
-    clean = re.sub(rb"[^A-Za-z0-9+/]", b"", data.partition(b"=")[0])
-    clean = clean[:len(clean) - 1] if len(clean) % 4 == 1 else clean
-    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
-
-
-def _decode_bytes(data: bytes, charset: str) -> str:
-    if _CHARSET.match(charset):
-        try:
-            return data.decode(charset, "replace")
-        except LookupError:  # unknown, or not a text encoding (e.g. "zlib")
-            pass
-    return data.decode("utf-8", "replace")
 
 
 # -- RFC 5256 §2.1 base subject --------------------------------------------------------------

@@ -610,17 +610,7 @@ class MailUseCases(AccountUseCases):
         return self.retrying("the access ledger", lambda: [ledger_id], body)
 
     def record_access(self, account: Account, copy_ids: list[UUID], purpose: str) -> int:
-        ledger_id = access_ledger_id_for(account.id)
-
-        def body() -> int:
-            ledger = self.load_or_none(ledger_id)
-            if ledger is None:
-                ledger = AccessLedger(subject_id=account.subject_id, account_id=account.id)
-            ledger.check_not_erased()
-            ledger.record(copy_ids=list(copy_ids), purpose=purpose)
-            return self.save_with_envelope(ledger)
-
-        return self.retrying("the access ledger", lambda: [ledger_id], body)
+        return self.record_accesses(account.id, [(copy_ids, purpose)])
 
     def live_copies(self, mailbox: Mailbox) -> list[MessageCopy]:
         return self._copies(mailbox, list(range(1, mailbox.uidnext)))
