@@ -7,33 +7,22 @@ Tests talk to it over real sockets: imaplib, raw bytes (``RawImap``), mbsync, cu
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 from adapters import bootstrap
 from adapters.bootstrap import Container
-from adapters.imap.server import ImapService
 from adapters.tls import server_context
-from tests.service_support import bound, on_a_thread
+from tests.service_support import RunningService, bound, on_a_thread, read_until_closed
 from tests.smtp_support import PASSWORD, add_user, client_context
 
 __all__ = ["PASSWORD", "RawImap", "RunningImap", "add_user", "client_context", "running_imap"]
 
 
-@dataclass
-class RunningImap:
-    container: Container
-    service: ImapService
-    ports: dict[str, int]
-    loop: asyncio.AbstractEventLoop
-
+class RunningImap(RunningService):
     @property
     def imap(self) -> int:
         return self.ports["imap"]
@@ -41,10 +30,6 @@ class RunningImap:
     @property
     def imaps(self) -> int:
         return self.ports["imaps"]
-
-    @property
-    def app(self) -> Any:
-        return self.container.app
 
 
 @contextmanager
@@ -120,20 +105,8 @@ class RawImap:
 
     def closed_within(self, seconds: float) -> bytes:
         """Read until the server closes; what it said. Fails if still open after ``seconds``."""
-        self.sock.settimeout(seconds)
-        received, self.buffer = self.buffer, b""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            except (ConnectionResetError, ssl.SSLError):
-                return received
-            if not chunk:
-                return received
-            received += chunk
-        raise AssertionError(f"server still open after {seconds}s: {received!r}")
+        received, self.buffer = read_until_closed(self.sock, self.buffer, seconds), b""
+        return received
 
     def close(self) -> None:
         self.sock.close()

@@ -7,32 +7,21 @@ loop thread and on ports the OS picks. Tests talk to it with poplib, raw bytes
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 from adapters import bootstrap
 from adapters.bootstrap import Container
-from adapters.pop3.server import Pop3Service
 from adapters.tls import server_context
-from tests.service_support import bound, on_a_thread
+from tests.service_support import RunningService, bound, on_a_thread, read_until_closed
 from tests.smtp_support import PASSWORD, add_user, client_context
 
 __all__ = ["PASSWORD", "RawPop3", "RunningPop3", "add_user", "client_context", "running_pop3"]
 
 
-@dataclass
-class RunningPop3:
-    container: Container
-    service: Pop3Service
-    ports: dict[str, int]
-    loop: asyncio.AbstractEventLoop
-
+class RunningPop3(RunningService):
     @property
     def pop3(self) -> int:
         return self.ports["pop3"]
@@ -40,10 +29,6 @@ class RunningPop3:
     @property
     def pop3s(self) -> int:
         return self.ports["pop3s"]
-
-    @property
-    def app(self) -> Any:
-        return self.container.app
 
 
 @contextmanager
@@ -104,20 +89,8 @@ class RawPop3:
 
     def closed_within(self, seconds: float) -> bytes:
         """Read until the server closes; what it said. Fails if still open after ``seconds``."""
-        self.sock.settimeout(seconds)
-        received, self.buffer = self.buffer, b""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            except (ConnectionResetError, ssl.SSLError):
-                return received
-            if not chunk:
-                return received
-            received += chunk
-        raise AssertionError(f"server still open after {seconds}s: {received!r}")
+        received, self.buffer = read_until_closed(self.sock, self.buffer, seconds), b""
+        return received
 
     def close(self) -> None:
         self.sock.close()

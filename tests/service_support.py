@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from adapters.bootstrap import Container
 from adapters.serve import bind
 
 
@@ -41,3 +45,36 @@ def on_a_thread(service: Any, sockets: dict[str, socket.socket],
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@dataclass
+class RunningService:
+    """A service serving on ``ports`` (listener name -> port) from ``loop``'s thread."""
+
+    container: Container
+    service: Any
+    ports: dict[str, int]
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def app(self) -> Any:
+        return self.container.app
+
+
+def read_until_closed(sock: socket.socket | ssl.SSLSocket, buffered: bytes, seconds: float) -> bytes:
+    """Read until the server closes; what it said (after ``buffered``, already read).
+    Fails if the connection is still open after ``seconds``."""
+    sock.settimeout(seconds)
+    received = buffered
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except (ConnectionResetError, ssl.SSLError):
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    raise AssertionError(f"server still open after {seconds}s: {received!r}")

@@ -8,32 +8,22 @@ through the use cases and views.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from adapters import bootstrap
 from adapters.bootstrap import Container
-from adapters.smtp.server import SmtpService
 from adapters.tls import server_context
 from domain.application.context import acting
-from tests.service_support import bound, on_a_thread
+from tests.service_support import RunningService, bound, on_a_thread, read_until_closed
 
 PASSWORD = "correct horse battery"
 
 
-@dataclass
-class RunningSmtp:
-    container: Container
-    service: SmtpService
-    ports: dict[str, int]
-    loop: asyncio.AbstractEventLoop
-
+class RunningSmtp(RunningService):
     @property
     def mx(self) -> int:
         return self.ports["smtp"]
@@ -45,10 +35,6 @@ class RunningSmtp:
     @property
     def submissions(self) -> int:
         return self.ports["submissions"]
-
-    @property
-    def app(self) -> Any:
-        return self.container.app
 
 
 @contextmanager
@@ -119,21 +105,8 @@ class RawClient:
 
     def closed_within(self, seconds: float) -> bytes:
         """Read until the server closes; what it said. Fails if still open after ``seconds``."""
-        self.sock.settimeout(seconds)
-        received = self.buffer
-        self.buffer = b""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                return received
-            if not chunk:
-                return received
-            received += chunk
-        raise AssertionError(f"server still open after {seconds}s: {received!r}")
+        received, self.buffer = read_until_closed(self.sock, self.buffer, seconds), b""
+        return received
 
     def close(self) -> None:
         self.sock.close()
