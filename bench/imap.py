@@ -1120,11 +1120,19 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"imap bench: {error}", file=sys.stderr)
         return 2
-    print(f"\nimap bench: ledgermail ({args.backend}) vs Dovecot {dovecot_version()} (maildir), "
-          f"{os.cpu_count()} CPUs, {MESSAGE_SIZE} B messages, median of up to {args.runs} runs, "
+    return summarize("imap", report(results, args), results, failures, args, began, load,
+                     f"median of up to {args.runs} runs")
+
+
+def summarize(protocol: str, lines: list[str], results: dict[str, Figures], failures: dict[str, str],
+              args: argparse.Namespace, began: float, load: float, runs: str) -> int:
+    """Print the header, the report lines, failures and failed checks; the exit status
+    (2 when a step could not run, 1 when a check failed). Shared with bench/pop3.py."""
+    print(f"\n{protocol} bench: ledgermail ({args.backend}) vs Dovecot {dovecot_version()} (maildir), "
+          f"{os.cpu_count()} CPUs, {MESSAGE_SIZE} B messages, {runs}, "
           f"{time.perf_counter() - began:.0f} s in all, load average {load:.1f} at the start and "
           f"{os.getloadavg()[0]:.1f} at the end (other work on the machine skews every figure)")
-    for line in report(results, args):
+    for line in lines:
         print(line)
     for name, text in failures.items():
         print(f"{name}: FAILED: {text}")

@@ -76,13 +76,13 @@ from imap import (  # noqa: E402 - bench/ is not a package; imap.py is beside th
     append_all,
     connect,
     dovecot_peer,
-    dovecot_version,
     ensure_dovecot,
     free_port,
     ledgermail_server,
     make_message,
     progress,
     sh,
+    summarize,
 )
 
 DOVECOT_POP3_PORT = 10110
@@ -341,6 +341,7 @@ def report(results: dict[str, Figures], args: argparse.Namespace) -> list[str]:
         # ids can only agree when both INBOXes were created in the same second.
         a, b = ours.uidl_first, peer.uidl_first
         same = ("identical" if a == b else "the same but for letter case" if a.lower() == b.lower()
+                else "the same UID, another UIDVALIDITY" if a[:8] == b[:8]
                 else "the same UID part but for letter case" if a[:8].lower() == b[:8].lower()
                 else "different")
         lines.append(f"UIDL of message 1: ledgermail {a}, dovecot {b}: {same}")
@@ -448,20 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"pop3 bench: {error}", file=sys.stderr)
         return 2
-    print(f"\npop3 bench: ledgermail ({args.backend}) vs Dovecot {dovecot_version()} (maildir), "
-          f"{os.cpu_count()} CPUs, {MESSAGE_SIZE} B messages, median of {args.runs} runs, "
-          f"{time.perf_counter() - began:.0f} s in all, load average {load:.1f} at the start and "
-          f"{os.getloadavg()[0]:.1f} at the end (other work on the machine skews every figure)")
-    for line in report(results, args):
-        print(line)
-    for name, text in failures.items():
-        print(f"{name}: FAILED: {text}")
-    problems = [f"{f.name}: {p}" for f in results.values() for p in f.problems]
-    for problem in problems:
-        print(f"check failed: {problem}")
-    if failures:
-        return 2
-    return 1 if problems else 0
+    return summarize("pop3", report(results, args), results, failures, args, began, load,
+                     f"median of {args.runs} runs")
 
 
 if __name__ == "__main__":
