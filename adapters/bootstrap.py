@@ -217,7 +217,7 @@ class Container:
 
     def catch_up(self, timeout: float = 60.0) -> dict[str, int]:
         """Wait until every view has applied everything in the log so far."""
-        return self.projections.wait_for(self.app.recorder.max_notification_id() or 0, timeout)
+        return self.projections.wait_for(self.app.log_position(), timeout)
 
     def close(self) -> None:
         if not self.projections.stop():

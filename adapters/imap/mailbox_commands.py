@@ -62,7 +62,7 @@ class MailboxCommands:
     def catch_up(self: Any) -> None:
         """Let the views reach everything committed so far (another session's CREATE,
         a delivery a moment ago) before answering from them."""
-        self.settle(self.app.recorder.max_notification_id() or 0)
+        self.settle(self.app.log_position())
 
     # -- SELECT / EXAMINE: RFC 9051 §6.3.2, §6.3.3; RFC 7162 §3.1.8, §3.2.5 ---------------
 

@@ -313,7 +313,7 @@ class Pop3Session:
 
     def _open_maildrop(self, account_id: uuid.UUID) -> None:
         mailbox_id = self.app.mailbox_id_of(account_id, "INBOX")
-        self.wait_for(self.app.recorder.max_notification_id() or 0)  # the maildrop as of now
+        self.wait_for(self.app.log_position())  # the maildrop as of now
         row = self.view.mailbox(mailbox_id)
         self.mailbox_id = mailbox_id
         self.uidvalidity = row.uidvalidity if row is not None else 0

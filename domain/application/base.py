@@ -140,7 +140,12 @@ class LedgerApplication(Application[UUID]):
             elif obj is not None:
                 object.__setattr__(obj, ENVELOPE, envelope_for(subject))
         recordings = self.save(*objs)
-        return recordings[-1].notification.id if recordings else self.recorder.max_notification_id() or 0
+        return recordings[-1].notification.id if recordings else self.log_position()
+
+    def log_position(self) -> int:
+        """The position of the newest event in the log (0 when empty): what a reader
+        waits for to see everything committed so far (read-your-writes)."""
+        return self.recorder.max_notification_id() or 0
 
     # -- loading -----------------------------------------------------------------------
 

@@ -151,7 +151,7 @@ class ErasureUseCases(SubmissionUseCases):
 
         def body() -> tuple[dict[UUID, tuple[str, int]], list[str], int]:
             # The view must show every copy made so far (it lists their bodies).
-            self.ports.read_models.wait_for(self.recorder.max_notification_id() or 0,
+            self.ports.read_models.wait_for(self.log_position(),
                                             PURGE_TIMEOUT_SECONDS)
             streams, blob_ids = self._streams_of(self.repository.get(request.account_id))
             ref = str(request.id)

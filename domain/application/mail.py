@@ -368,7 +368,7 @@ class MailUseCases(AccountUseCases):
                     changed.append(copy)
                 results.append(FlagChange(copy.uid, copy.flags, copy.modseq))
             if not changed:
-                return StoreResult(results, modified, self.recorder.max_notification_id() or 0)
+                return StoreResult(results, modified, self.log_position())
             mailbox.advance_modseq(modseq)
             return StoreResult(results, modified, self.save_with_envelope(mailbox, *changed))
 
@@ -389,7 +389,7 @@ class MailUseCases(AccountUseCases):
             target = source if target_id == source_id else self.load(target_id, what="the mailbox owner")
             sources = self._copies(source, uids)
             if not sources:
-                return [], target.uidvalidity, self.recorder.max_notification_id() or 0
+                return [], target.uidvalidity, self.log_position()
             objs: list[object] = []
             pairs = []
             source_modseq = source.next_modseq()
@@ -428,7 +428,7 @@ class MailUseCases(AccountUseCases):
     def _expunge_copies(self, mailbox: Mailbox, doomed: list[MessageCopy]) -> tuple[list[int], int]:
         """Expunge these copies with one new MODSEQ (RFC 7162 §3.1), in one transaction."""
         if not doomed:
-            return [], self.recorder.max_notification_id() or 0
+            return [], self.log_position()
         modseq = mailbox.next_modseq()
         for copy in doomed:
             copy.expunge(modseq)
