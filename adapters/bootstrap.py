@@ -12,7 +12,7 @@ import ssl
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlparse
 from uuid import UUID
@@ -27,16 +27,24 @@ from adapters.crypto.keystore import SubjectKeyStore
 from adapters.crypto.master_key import load_or_create_master_key
 from adapters.crypto.passwords import Argon2PasswordHasher
 from adapters.crypto.pseudonyms import HmacPseudonymizer
+from adapters.crypto.unsubscribe_tokens import UnsubscribeTokens
 from adapters.imap.server import ImapService
 from adapters.intake import Intake
 from adapters.login_throttle import LoginThrottle
 from adapters.pop3.server import Pop3Service
 from adapters.projection_host import ProjectionHost, ProjectionSpec
 from adapters.scanners.noop import AcceptAll
+from adapters.smtp.dkim_keys import DkimKeyring
+from adapters.smtp.dkim_signing import dns_records, mta_sts_policy, normalise_domain
+from adapters.smtp.https_get import https_get as default_https_get
+from adapters.smtp.mta_sts import HttpGet, PolicyCache
+from adapters.smtp.queue_worker import QueueWorker, WorkerOptions
+from adapters.smtp.routing import DnsPythonResolver, Resolver
 from adapters.smtp.server import SmtpService
 from adapters.storage.leader_lock import FileLeaderLock, PostgresLeaderLock
 from adapters.storage.sqlite_store import SYNCHRONOUS_LEVELS, LedgerSQLiteFactory, LedgerSQLiteRecorder
 from domain.application.base import Ports, SystemClock
+from domain.application.outbound import RetryPolicy
 from domain.application.service import LedgerMail
 from projections.audit_trail.projection import AuditTrailProjection
 from projections.audit_trail.view import AuditTrailInterface
@@ -206,6 +214,8 @@ class Container:
     env: dict[str, str]
     closers: list[Any] = field(default_factory=list)
     throttle: LoginThrottle | None = None
+    unsubscribe: UnsubscribeTokens | None = None
+    keyring: DkimKeyring | None = None
 
     @property
     def mailbox_view(self) -> MailboxViewInterface:
@@ -424,3 +434,76 @@ def verify_event_log(container: Container) -> int:
         count += 1
     return count
 
+
+def dkim_keyring(container: Container) -> DkimKeyring:
+    """Each local domain's DKIM keys, sealed in the key store (one keyring per process)."""
+    if container.keyring is None:
+        container.keyring = DkimKeyring(container.keystore)
+    return container.keyring
+
+
+def domain_dns(container: Container, domain: str) -> str:
+    """What ``ledgermail domain dns`` prints: each record in zone-file form with a note,
+    then the MTA-STS policy file to serve."""
+    name = normalise_domain(domain)
+    container.app.check_local_domain(name)
+    keys = dkim_keyring(container).keys_for(name)
+    assert keys is not None
+    hostname = container.settings.hostname
+    # RFC 8461 §3.1: the id changes with the policy; the keys' date names this one.
+    sts_id = keys.ed25519.selector.removeprefix("ed")
+    lines = [f"; DNS records for {name} (ledgermail). Publish each; TXT values unquoted are what "
+             "a provider's form takes.", ""]
+    for record in dns_records(name, keys, mx_host=hostname, mta_sts_id=sts_id):
+        if record.note:
+            lines.append(f"; {record.note}")
+        lines.append(record.zone_line(3600))
+    lines += ["", f"; The MTA-STS policy, served at https://mta-sts.{name}/.well-known/mta-sts.txt:"]
+    lines += [f";   {line}" for line in mta_sts_policy(hostname).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def queue_worker(container: Container, resolver: Resolver | None = None,
+                 https_get: HttpGet | None = None, **overrides: Any) -> QueueWorker:
+    """The outbound queue worker ``serve`` runs. Tests pass a fake resolver and HTTPS
+    client (the edge of the world) and option overrides such as ``mx_port``."""
+    settings = container.settings
+    out = settings.outbound
+    options = WorkerOptions(
+        hostname=settings.hostname, smarthost=out.smarthost, routes=dict(out.routes),
+        policy=RetryPolicy(min_backoff=out.min_backoff, max_backoff=out.max_backoff,
+                           max_age=out.max_age, delay_warning=out.delay_warning),
+        lease_seconds=out.lease_seconds, poll_interval=out.poll_interval, batch_size=out.batch_size,
+        max_concurrency=out.max_concurrency, per_domain_concurrency=out.per_domain_concurrency,
+        timeout=out.timeout, mta_sts=out.mta_sts, dkim=out.dkim)
+    options = replace(options, **overrides)
+    resolver = resolver or DnsPythonResolver()
+    sts = PolicyCache(resolver, https_get or default_https_get) if out.mta_sts else None
+    tokens = unsubscribe_tokens(container)
+    base = (out.unsubscribe_url or f"http://{settings.listen.http or '127.0.0.1:8025'}/unsubscribe/")
+    app = container.app
+
+    def unsubscribe_url(address: str, purpose: str) -> str:
+        return base.rstrip("/") + "/" + tokens.issue(app.consent_record_id(address), purpose)
+
+    return QueueWorker(app, container.mailbox_view, options, resolver, sts,
+                       dkim_keyring(container) if out.dkim else None, unsubscribe_url)
+
+
+def unsubscribe_tokens(container: Container) -> UnsubscribeTokens:
+    """The one-click unsubscribe tokens (RFC 8058), keyed from the store's master key."""
+    if container.unsubscribe is None:
+        settings = container.settings
+        master_key = load_or_create_master_key(settings.master_key_path, settings.master_key or None)
+        container.unsubscribe = UnsubscribeTokens(master_key)
+    return container.unsubscribe
+
+
+def unsubscribe_link(container: Container, address: str, purpose: str) -> str:
+    """The one-click link (RFC 8058) that withdraws ``address``'s consent to ``purpose``:
+    ``outbound.unsubscribe_url`` (default: the http listener's /unsubscribe/) + token."""
+    settings = container.settings
+    base = (settings.outbound.unsubscribe_url
+            or f"http://{settings.listen.http or '127.0.0.1:8025'}/unsubscribe/")
+    record_id = container.app.consent_record_id(address)
+    return base.rstrip("/") + "/" + unsubscribe_tokens(container).issue(record_id, purpose)

@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(add, top=False)
     add.add_argument("name")
     _common(domain_cmds.add_parser("list", help="list local domains"), top=False)
+    dns = domain_cmds.add_parser("dns", help="print the DNS records to publish for a domain "
+                                             "(MX, SPF, DKIM, DMARC, MTA-STS)")
+    _common(dns, top=False)
+    dns.add_argument("name")
 
     user = command("user", "mail accounts")
     user_cmds = user.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -118,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     release = hold_cmds.add_parser("release", help="release an account's legal hold")
     _common(release, top=False)
     release.add_argument("address")
+
+    consent = command("consent", "the consent ledger: who agreed to which purpose (DESIGN §4)")
+    consent_cmds = consent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    give = consent_cmds.add_parser("give", help="record that ADDRESS consents to a purpose")
+    _common(give, top=False)
+    give.add_argument("address")
+    give.add_argument("--purpose", required=True, help="a short token, e.g. newsletter")
+    give.add_argument("--basis", default="consent",
+                      help="the legal basis (GDPR Art. 6(1)), default consent")
+    withdraw = consent_cmds.add_parser("withdraw", help="withdraw ADDRESS's consent to a purpose")
+    _common(withdraw, top=False)
+    withdraw.add_argument("address")
+    withdraw.add_argument("--purpose", required=True)
+    listing = consent_cmds.add_parser("list", help="every purpose ADDRESS named, with its state")
+    _common(listing, top=False)
+    listing.add_argument("address")
+    link = consent_cmds.add_parser("link", help="print ADDRESS's one-click unsubscribe link (RFC 8058)")
+    _common(link, top=False)
+    link.add_argument("address")
+    link.add_argument("--purpose", required=True)
+
+    queue = command("queue", "the outbound queue: what waits to be sent (like mailq)")
+    queue.add_argument("--limit", type=int, default=1000, help="list at most this many (default 1000)")
     return parser
 
 
@@ -144,8 +171,15 @@ def read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_domain(container: Any, args: argparse.Namespace) -> int:
+    from adapters import bootstrap
+
     if args.action == "add":
-        print(f"domain {container.app.add_domain(args.name)} added")
+        name = container.app.add_domain(args.name)
+        keys = bootstrap.dkim_keyring(container).keys_for(name)
+        print(f"domain {name} added; DKIM selectors {keys.ed25519.selector} (Ed25519) and "
+              f"{keys.rsa.selector} (RSA); publish its records: ledgermail domain dns {name}")
+    elif args.action == "dns":
+        print(bootstrap.domain_dns(container, args.name), end="")
     else:
         for name in container.app.list_domains():
             print(name)
@@ -274,6 +308,42 @@ def cmd_hold(container: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_consent(container: Any, args: argparse.Namespace) -> int:
+    app = container.app
+    address = args.address.lower()
+    if args.action == "give":
+        app.give_consent(args.address, args.purpose, basis=args.basis, source="cli")
+        print(f"consent of {address} to {args.purpose} recorded ({args.basis})")
+    elif args.action == "withdraw":
+        if app.withdraw_consent(args.address, args.purpose, source="cli"):
+            print(f"consent of {address} to {args.purpose} withdrawn")
+        else:
+            print(f"{address} has no consent to {args.purpose} to withdraw; nothing recorded")
+    elif args.action == "link":
+        from adapters.bootstrap import unsubscribe_link
+        from domain.model.consent import check_purpose
+
+        print(unsubscribe_link(container, args.address, check_purpose(args.purpose)))
+    else:
+        for row in app.consents_of(args.address):
+            print(f"{row['purpose']} {row['state']} {row['basis']} {row['source']} {row['at']}")
+    return EXIT_OK
+
+
+def cmd_queue(container: Any, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    container.catch_up()
+    ids = container.mailbox_view.due_outbound("9999-12-31T00:00:00.000000Z", args.limit)
+    rows = container.app.queue_listing(ids)
+    for row in rows:
+        print(f"{row['id']} {row['status']} {row['domain']} attempts={row['attempts']} "
+              f"pending={row['pending']} queued={row['queued_at']} next={row['due_at']}")
+    total = container.mailbox_view.queue_size()
+    print(f"{total} message(s) queued" + (f", {len(rows)} listed" if len(rows) < total else ""))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "domain": cmd_domain,
     "user": cmd_user,
@@ -283,6 +353,8 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "erase": cmd_erase,
     "audit": cmd_audit,
     "hold": cmd_hold,
+    "consent": cmd_consent,
+    "queue": cmd_queue,
 }
 
 

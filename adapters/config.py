@@ -163,6 +163,63 @@ class Auth(BaseModel):
     lockout_seconds: float = Field(default=600.0, gt=0)
 
 
+class Outbound(BaseModel):
+    """The delivery queue (issue 6): retries, routing, TLS policy, DKIM, consent gate."""
+
+    #: Run the queue worker inside ``serve`` (off: mail queues up and waits).
+    enabled: bool = True
+    #: ``host:port``: send everything through this relay instead of looking up MX.
+    smarthost: str = ""
+    #: Per-domain next hops, ``{"example.org" = "relay.example:2525"}`` (Postfix's
+    #: transport_maps): checked before the smarthost and before DNS.
+    routes: dict[str, str] = Field(default_factory=dict)
+    #: Retry schedule in seconds (Postfix: minimal/maximal_backoff_time,
+    #: maximal_queue_lifetime, delay_warning_time; 0 = no delay warning).
+    min_backoff: float = Field(default=300.0, gt=0)
+    max_backoff: float = Field(default=4000.0, gt=0)
+    max_age: float = Field(default=5 * 86400.0, gt=0)
+    delay_warning: float = Field(default=4 * 3600.0, ge=0)
+    #: How long a node owns a message it is delivering; a crashed node's messages are
+    #: retried by any node once this runs out.
+    lease_seconds: float = Field(default=600.0, gt=0)
+    #: How often the worker looks for due messages.
+    poll_interval: float = Field(default=1.0, gt=0)
+    #: Messages leased per batch.
+    batch_size: int = Field(default=100, ge=1)
+    #: Messages in flight at once, and connections per destination domain (or relay).
+    max_concurrency: int = Field(default=50, ge=1)
+    per_domain_concurrency: int = Field(default=10, ge=1)
+    #: Seconds for each SMTP step (RFC 5321 §4.5.3.2 asks for minutes).
+    timeout: float = Field(default=300.0, gt=0)
+    #: Enforce MTA-STS policies (RFC 8461).
+    mta_sts: bool = True
+    #: Sign outgoing mail with the sender domain's DKIM keys.
+    dkim: bool = True
+    #: Where one-click unsubscribe links point (RFC 8058); default: the http listener.
+    unsubscribe_url: str = ""
+
+    @field_validator("smarthost")
+    @classmethod
+    def _smarthost(cls, value: str) -> str:
+        if value:
+            _check_next_hop(value)
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: dict[str, str]) -> dict[str, str]:
+        for hop in value.values():
+            _check_next_hop(hop)
+        return {domain.strip().lower().rstrip("."): hop for domain, hop in value.items()}
+
+
+def _check_next_hop(value: str) -> None:
+    """``host:port``, ``[address]:port`` or a bare host; ValueError says what is wrong."""
+    from adapters.next_hops import parse_smarthost
+
+    parse_smarthost(value)
+
+
 class Compliance(BaseModel):
     #: How long backups holding a shredded key live; erasure receipts state the date.
     backup_retention_days: int = 30
@@ -185,6 +242,7 @@ class Settings(BaseSettings):
     auth: Auth = Auth()
     crypto: Crypto = Crypto()
     compliance: Compliance = Compliance()
+    outbound: Outbound = Outbound()
 
     model_config = SettingsConfigDict(env_prefix="LEDGERMAIL_", env_nested_delimiter="__",
                                       extra="forbid")

@@ -21,7 +21,7 @@ from uuid import UUID, uuid4
 
 from domain.application.mail import DeliveryResult
 from domain.application.service import LedgerMail
-from domain.application.submission import RemoteRecipient
+from domain.application.submission import OutboundOptions, RemoteRecipient
 from domain.model.errors import DomainError
 from domain.model.summary import header_block
 from domain.ports import Scanner
@@ -33,6 +33,13 @@ _TRACE_TOKEN = re.compile(r"^[A-Za-z0-9.\-_:\[\]]{1,255}\Z")
 #: with white space before the colon, which the parser skips but a reader may display.
 _FROM_FIELD = re.compile(rb"(?:\A|[\r\n])from[ \t]*:", re.IGNORECASE)
 _HEADER_END = (b"\r\n\r\n", b"\n\n")
+#: DESIGN §4: the purpose a submission declares for the consent gate; removed before
+#: the message is stored or sent (with any folded continuation lines).
+PURPOSE_FIELD = "X-Ledgermail-Purpose"
+_PURPOSE_LINES = re.compile(rb"(?im)^x-ledgermail-purpose[ \t]*:.*(?:\r?\n[ \t].*)*(?:\r?\n|\Z)")
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+#: RFC 8689 §5: the sender asks that TLS policies (MTA-STS) not stop delivery.
+_TLS_REQUIRED_NO = re.compile(rb"(?im)^tls-required[ \t]*:[ \t]*no[ \t]*\r?$")
 
 
 class SenderNotOwned(DomainError):
@@ -45,6 +52,10 @@ class ContentRejected(DomainError):
 
 class ContentTempfail(Exception):
     """The scanner could not decide (down, timed out): the sender must retry."""
+
+
+class BadPurpose(DomainError):
+    """The purpose field is not a purpose token (letters, digits, ``.``, ``_``, ``-``)."""
 
 
 @dataclass
@@ -64,6 +75,9 @@ class Arrival:
     tls: str = ""
     ret: str | None = None
     envid: str | None = None
+    #: RFC 6531 SMTPUTF8 and RFC 8689 REQUIRETLS on MAIL FROM, passed on to the next hop.
+    smtp_utf8: bool = False
+    requiretls: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,12 +100,18 @@ class Intake:
         head = header_block(raw)
         newline = b"\r\n" if b"\r\n" in head or not head else b"\n"
         added: list[bytes] = []
+        options = OutboundOptions()
         if arrival.channel == "submission":
             assert arrival.account_id is not None
             truncated = len(head) < len(raw) and not head.endswith(_HEADER_END)
             fields = BytesHeaderParser(policy=compat32).parsebytes(head)
             self._check_from(arrival.account_id, head, fields, truncated)
             added += self._missing_fields(fields)
+            purpose = _purpose(fields)
+            if purpose is not None:
+                raw = _PURPOSE_LINES.sub(b"", head) + raw[len(head):]
+            options = OutboundOptions(smtp_utf8=arrival.smtp_utf8, requiretls=arrival.requiretls,
+                                      tls_optional=bool(_TLS_REQUIRED_NO.search(head)), purpose=purpose)
         stored = trace_header(arrival, self.hostname, queue_id, self.app.ports.clock.now(), newline)
         stored += b"".join(line + newline for line in added) + raw
         verdict = self.scanner.scan(stored, arrival.channel)
@@ -103,7 +123,7 @@ class Intake:
             assert arrival.account_id is not None
             result = self.app.submit(arrival.account_id, arrival.mail_from, arrival.local_recipients,
                                      arrival.remote_recipients, stored, ret=arrival.ret,
-                                     envid=arrival.envid)
+                                     envid=arrival.envid, options=options)
             return Accepted(queue_id, len(stored), result.delivery, result.outbound_id)
         delivery = self.app.deliver(arrival.local_recipients, stored, channel=arrival.channel)
         return Accepted(queue_id, len(stored), delivery, None)
@@ -138,6 +158,15 @@ class Intake:
         if fields.get("date") is None:
             added.append(f"Date: {format_datetime(self.app.ports.clock.now())}".encode())
         return added
+
+
+def _purpose(fields: Message) -> str | None:
+    values = [str(v).strip().lower() for v in fields.get_all(PURPOSE_FIELD) or []]
+    if not values:
+        return None
+    if len(set(values)) != 1 or not _PURPOSE.match(values[0]):
+        raise BadPurpose(f"{PURPOSE_FIELD} must be one purpose token")
+    return values[0]
 
 
 def owns(owned: set[str], address: str) -> bool:

@@ -78,6 +78,9 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     await pop3.start({name: sock for name, sock in sockets.items() if name in POP3_LISTENERS})
     servers: list[uvicorn.Server] = []
     tasks: list[asyncio.Task[None]] = []
+    if settings.outbound.enabled:
+        worker = bootstrap.queue_worker(container)
+        tasks.append(asyncio.create_task(worker.run(stop)))
     if "http" in sockets:
         config = uvicorn.Config(HTTP_APP, factory=True, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)

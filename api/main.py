@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 
 from adapters import bootstrap
+from api.unsubscribe import add_unsubscribe_routes
 
 
 def create_app(container: bootstrap.Container | None = None) -> FastAPI:
@@ -32,4 +33,5 @@ def create_app(container: bootstrap.Container | None = None) -> FastAPI:
             "error": store.projections.last_error,
         }
 
+    add_unsubscribe_routes(app, store)  # RFC 8058 one-click unsubscribe
     return app

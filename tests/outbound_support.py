@@ -118,3 +118,71 @@ def loopback_dns(zone: dict[tuple[str, str], list[str]], *, servfail: Iterable[s
         finally:
             server.shutdown()
             thread.join(5)
+
+
+# --- a scripted remote MTA --------------------------------------------------------------
+
+
+@dataclass
+class PeerLog:
+    """What a scripted peer saw: every command line, and each message's envelope/bytes."""
+
+    commands: list[str] = field(default_factory=list)
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+
+class ScriptedPeer:
+    """A remote MTA at the edge of the world (DESIGN §7): aiosmtpd on 127.0.0.1 whose
+    RCPT and end-of-data replies the test chooses. ``rcpt_reply``/``data_reply`` are
+    full reply lines (``"450 4.2.0 Try later"``); None accepts. ``data_delay`` holds the
+    final reply back that many seconds (a delivery "in flight")."""
+
+    def __init__(self, *, rcpt_reply: str | None = None, data_reply: str | None = None,
+                 data_delay: float = 0.0) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.log = PeerLog()
+        self.rcpt_reply = rcpt_reply
+        self.data_reply = data_reply
+        self.data_delay = data_delay
+        peer = self
+
+        class Handler:
+            async def handle_MAIL(self, server, session, envelope, address, options):  # noqa: ANN001, ANN201
+                peer.log.commands.append("MAIL FROM:" + address + "".join(" " + o for o in options))
+                envelope.mail_from = address
+                return "250 2.1.0 OK"
+
+            async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: ANN001, ANN201
+                peer.log.commands.append("RCPT TO:" + address + "".join(" " + o for o in options))
+                if peer.rcpt_reply is not None:
+                    return peer.rcpt_reply
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 OK"
+
+            async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+                import asyncio
+
+                peer.log.commands.append("DATA")
+                if peer.data_delay:
+                    await asyncio.sleep(peer.data_delay)
+                if peer.data_reply is not None:
+                    return peer.data_reply
+                peer.log.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                          envelope.original_content))
+                return "250 2.0.0 Accepted"
+
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     server_hostname="peer.test", decode_data=False)
+
+    def __enter__(self) -> ScriptedPeer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()

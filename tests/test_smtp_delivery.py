@@ -394,7 +394,7 @@ def test_submission_refuses_mail_before_auth_with_530(store: Container) -> None:
 # -- 5. remote recipients and RFC 3461 ----------------------------------------------------
 
 
-def test_submission_queues_remote_recipients_as_one_outbound_message_with_their_dsn_parameters(
+def test_submission_queues_remote_recipients_as_one_outbound_message_per_domain_with_their_dsn_parameters(
         store: Container) -> None:
     add_user(store, ALICE)
     add_user(store, BOB)
@@ -413,12 +413,14 @@ def test_submission_queues_remote_recipients_as_one_outbound_message_with_their_
     with acting("admin:test", protocol="test", purpose="testing"):
         outbound = store.app.repository.get(outbound_message_id_for(outbox_id, 1))
         outbound_body = store.app.ports.blobs.get(outbound.blob_id, outbound.data_key)
-        assert store.app.load_or_none(outbound_message_id_for(outbox_id, 2)) is None
-        assert store.app.repository.get(outbox_id).next_number == 2
-    assert outbound.recipients == [
-        {"address": "x@far.test", "notify": ["SUCCESS", "FAILURE"], "orcpt": "rfc822;x@far.test"},
-        {"address": "y@elsewhere.test", "notify": [], "orcpt": None},
-    ]
+        other = store.app.repository.get(outbound_message_id_for(outbox_id, 2))
+        assert store.app.load_or_none(outbound_message_id_for(outbox_id, 3)) is None
+        assert store.app.repository.get(outbox_id).next_number == 3
+    assert (outbound.domain, outbound.recipients) == ("far.test", [
+        {"address": "x@far.test", "notify": ["SUCCESS", "FAILURE"], "orcpt": "rfc822;x@far.test"}])
+    assert (other.domain, other.recipients) == ("elsewhere.test", [
+        {"address": "y@elsewhere.test", "notify": [], "orcpt": None}])
+    assert (other.blob_id, other.ret, other.envid) == (outbound.blob_id, "HDRS", "abc")
     assert (outbound.ret, outbound.envid, outbound.mail_from) == ("HDRS", "abc", ALICE)
     assert outbound.account_id == sender_id and outbound.status == "queued"
     # The queued message has its own body (the sender's), the same bytes as the local copy.

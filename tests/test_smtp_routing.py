@@ -29,7 +29,7 @@ from tests.outbound_support import FakeResolver, loopback_dns
 
 
 def hosts(result) -> list[tuple[str, int, int]]:
-    return [tuple(candidate) for candidate in result.candidates]
+    return [(c.host, c.port, c.preference) for c in result.candidates]
 
 
 # --- MX order (RFC 5321 §5.1) ---------------------------------------------------------

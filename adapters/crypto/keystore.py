@@ -196,6 +196,29 @@ class SubjectKeyStore(ABC):
                 self._subjects.clear()
             return [k.hex() for k in revived]
 
+    # -- server secrets (DKIM private keys) ----------------------------------------------
+
+    def seal_secret(self, name: str, value: bytes) -> bytes:
+        """Keep a server secret wrapped by the master key, durably, under ``name``;
+        the first value stored under a name wins (two processes adding the same domain
+        at once agree on one key). Returns the value now stored."""
+        nonce = os.urandom(12)
+        with self._lock:
+            self._put_meta("secret:" + name, nonce + self._master.encrypt(nonce, value, name.encode()))
+        stored = self.open_secret(name)
+        assert stored is not None, "a secret just stored cannot be read back"
+        return stored
+
+    def open_secret(self, name: str) -> bytes | None:
+        with self._lock:
+            sealed = self._get_meta("secret:" + name)
+        if sealed is None:
+            return None
+        try:
+            return self._master.decrypt(sealed[:12], sealed[12:], name.encode())
+        except InvalidTag:
+            raise MasterKeyMismatch(self._where) from None
+
     def shredded_key_ids(self, erasure_ref: str) -> list[str]:
         with self._lock:
             return [k.hex() for k in self._keys_shredded_by(erasure_ref)]

@@ -21,7 +21,15 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from uuid import UUID
 
-from adapters.intake import Arrival, ContentRejected, ContentTempfail, Intake, SenderNotOwned, owns
+from adapters.intake import (
+    Arrival,
+    BadPurpose,
+    ContentRejected,
+    ContentTempfail,
+    Intake,
+    SenderNotOwned,
+    owns,
+)
 from adapters.login_throttle import LoginThrottle
 from adapters.smtp import replies
 from adapters.smtp.paths import Path
@@ -200,6 +208,8 @@ class MailHandler:
             tls=server.state.tls_description,
             ret=envelope.ret,
             envid=envelope.envid,
+            smtp_utf8=utf8,
+            requiretls=envelope.requiretls,
         )
         raw = envelope.original_content or b""
         try:
@@ -210,6 +220,8 @@ class MailHandler:
             return replies.TOO_BIG
         except ContentRejected:
             return replies.CONTENT_REJECTED
+        except BadPurpose:
+            return replies.BAD_PURPOSE
         except ContentTempfail:
             return replies.SCAN_TEMPFAIL
         except (UnknownAddress, SubjectErased):

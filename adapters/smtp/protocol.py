@@ -87,6 +87,7 @@ class LedgerEnvelope(Envelope):
         self.remote_recipients: list[RemoteRecipient] = []
         self.ret: str | None = None
         self.envid: str | None = None
+        self.requiretls = False
 
 
 @dataclass
@@ -348,6 +349,8 @@ class LedgerSMTP(SMTP):
             lines.append("STARTTLS")  # RFC 3207
         if self.is_submission and self.state.secure and not self.session.authenticated:
             lines.append("AUTH PLAIN LOGIN")  # RFC 4954, only inside TLS
+        if self.is_submission and self.state.secure:
+            lines.append("REQUIRETLS")  # RFC 8689 §4.1: offered only over TLS
         # One write for the whole reply (RFC 5321 §4.2.1 multiline form).
         await self.push_raw("\r\n".join([*(f"250-{line}" for line in lines[:-1]), f"250 {lines[-1]}"]))
 
@@ -394,6 +397,7 @@ class LedgerSMTP(SMTP):
             envelope.mail_from = path.address
             envelope.smtp_utf8 = "SMTPUTF8" in path.params
             envelope.ret, envelope.envid = accepted.ret, accepted.envid
+            envelope.requiretls = accepted.requiretls
         await self.push(status)
 
     def _check_mail_params(self, path: Path, envelope: LedgerEnvelope) -> None:
@@ -416,6 +420,12 @@ class LedgerSMTP(SMTP):
             envelope.ret = check_ret(params.pop("RET"))
         if "ENVID" in params:
             envelope.envid = check_envid(params.pop("ENVID"))
+        if "REQUIRETLS" in params:
+            # RFC 8689 §4.1: only on a TLS session of a server that offered it (we relay
+            # only submissions); it takes no value.
+            if not (self.is_submission and self.state.secure) or params.pop("REQUIRETLS") is not None:
+                raise PathError("parameter", "REQUIRETLS")
+            envelope.requiretls = True
         auth = params.pop("AUTH", None)  # RFC 4954 §5: accepted, not trusted
         if auth is not None and auth != "<>" and not is_xtext(auth):
             raise PathError("parameter", "AUTH")

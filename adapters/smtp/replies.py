@@ -69,6 +69,7 @@ ROUTING_DENIED = "550 5.7.1 Relaying denied: sender-specified routing is not acc
 CONTENT_REJECTED = "550 5.7.1 Message content rejected"
 BARE_LINE_END = "550 5.6.11 Message refused: bare CR or LF before a dot line (RFC 5321 §2.3.8)"
 NUL_IN_MESSAGE = "550 5.6.0 Message refused: NUL characters are not allowed"
+BAD_PURPOSE = "554 5.6.0 X-Ledgermail-Purpose must be one purpose token (letters, digits, . _ -)"
 TOO_BIG_DECLARED = "552 5.3.4 Message size exceeds fixed maximum message size"
 TOO_BIG = "552 5.3.4 Message too big for system"
 SENDER_NOT_OWNED = "553 5.7.1 Sender address not owned by the authenticated user"

@@ -28,7 +28,8 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-SMTP_PORT = 25
+from adapters.next_hops import SMTP_PORT, is_hostname, parse_smarthost
+
 #: Seconds one lookup may take, every retry and server included (dnspython ``lifetime``).
 DNS_TIMEOUT = 10.0
 #: At most this many MX hosts are tried for one domain (Postfix smtp_mx_address_limit
@@ -144,6 +145,13 @@ class Candidate(NamedTuple):
     host: str
     port: int
     preference: int
+    #: The address to connect to when ``host`` is a name already resolved (through the
+    #: ``Resolver`` port); ``host`` stays the name TLS verifies (RFC 8461 §4.1).
+    address: str | None = None
+
+    @property
+    def connect_to(self) -> str:
+        return self.address or self.host
 
     @property
     def is_address(self) -> bool:
@@ -159,13 +167,14 @@ class Route:
     """Where mail for ``domain`` goes, best candidate first.
 
     ``kind`` says how the route was found: ``mx`` (MX records), ``implicit`` (no MX:
-    the domain's own A/AAAA, RFC 5321 §5.1), ``literal`` (``[192.0.2.1]``) or
+    the domain's own A/AAAA, RFC 5321 §5.1), ``literal`` (``[192.0.2.1]``),
+    ``transport`` (the operator's per-domain next hop, ``outbound.routes``) or
     ``smarthost``. MTA-STS (RFC 8461) applies to ``mx`` routes only: a smarthost hop is
     not the recipient domain's MX.
     """
 
     domain: str
-    kind: Literal["mx", "implicit", "literal", "smarthost"]
+    kind: Literal["mx", "implicit", "literal", "transport", "smarthost"]
     candidates: tuple[Candidate, ...]
 
     @property
@@ -173,8 +182,8 @@ class Route:
         """What ``DomainLimiter`` counts against: the relay when there is a smarthost
         (every domain shares it), otherwise the recipient domain."""
         if self.kind == "smarthost":
-            host, port, _ = self.candidates[0]
-            return f"smarthost:[{host}]:{port}"
+            relay = self.candidates[0]
+            return f"smarthost:[{relay.host}]:{relay.port}"
         return self.domain
 
 
@@ -303,39 +312,6 @@ def route(domain: str, resolver: Resolver, smarthost: str | None = None, *,
     return Route(domain, "mx", tuple(ordered[:max_hosts]))
 
 
-def parse_smarthost(value: str) -> tuple[str, int]:
-    """``"relay.example:587"``, ``"[2001:db8::1]:25"``, ``"192.0.2.1:2525"`` or a bare
-    host (port 25) -> (host, port). ValueError on anything else, for config checks."""
-    text = value.strip()
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"smarthost {value!r}: expected [address]:port")
-        port_text = rest[1:] if rest else None
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if not _is_hostname(host):
-                raise ValueError(f"smarthost {value!r}: bad host") from None
-    else:
-        if text.count(":") > 1:
-            raise ValueError(f"smarthost {value!r}: an IPv6 address goes in brackets, [::1]:25")
-        host, colon, port_text = text.partition(":")
-        if not colon:
-            port_text = None
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if not _is_hostname(host):
-                raise ValueError(f"smarthost {value!r}: bad host") from None
-    host = host.rstrip(".").lower()
-    if port_text is None:
-        return host, SMTP_PORT
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"smarthost {value!r}: bad port")
-    return host, int(port_text)
-
-
 def _a_label(domain: str) -> str:
     """The lookup form of a domain: lower-case, no trailing dot, IDNA A-labels."""
     try:
@@ -345,14 +321,9 @@ def _a_label(domain: str) -> str:
     if name == dns.name.root:
         raise UnknownDomain(domain, "Empty domain")
     text = name.to_text(omit_final_dot=True).lower()
-    if not _is_hostname(text):  # RFC 5321 §4.1.2 Domain: letters, digits, hyphens
+    if not is_hostname(text):  # RFC 5321 §4.1.2 Domain: letters, digits, hyphens
         raise UnknownDomain(domain, "Bad domain name")
     return text
-
-
-def _is_hostname(host: str) -> bool:
-    labels = host.rstrip(".").lower().split(".")
-    return len(host) <= 253 and all(_LABEL.match(label) for label in labels)
 
 
 def _literal_address(domain: str) -> str:

@@ -158,6 +158,10 @@ class SqlMailboxView(SqlViewBase):
             "CREATE INDEX IF NOT EXISTS mv_messages_modseq ON {p}mv_messages(mailbox_id, modseq)",
             "CREATE TABLE IF NOT EXISTS {p}mv_vanished(mailbox_id TEXT NOT NULL, "
             "uid BIGINT NOT NULL, modseq BIGINT NOT NULL, PRIMARY KEY(mailbox_id, uid))",
+            "CREATE TABLE IF NOT EXISTS {p}mv_outbound(message_id TEXT PRIMARY KEY, "
+            "account_id TEXT NOT NULL, due_at TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS mv_outbound_due ON {p}mv_outbound(due_at)",
+            "CREATE INDEX IF NOT EXISTS mv_outbound_account ON {p}mv_outbound(account_id)",
         ]
 
     # -- writes ---------------------------------------------------------------------------
@@ -255,14 +259,38 @@ class SqlMailboxView(SqlViewBase):
             ("DELETE FROM {p}mv_mailboxes WHERE account_id=%s", (sid,)),
             ("DELETE FROM {p}mv_aliases WHERE account_id=%s", (sid,)),
             ("DELETE FROM {p}mv_accounts WHERE account_id=%s", (sid,)),
+            ("DELETE FROM {p}mv_outbound WHERE account_id=%s", (sid,)),
         ]
         copy = [("DELETE FROM {p}mv_messages WHERE copy_id=%s", (sid,))]
-        by_kind = {"Account": account, "Mailbox": self._purge_mailbox(sid), "MessageCopy": copy}
+        queued = [("DELETE FROM {p}mv_outbound WHERE message_id=%s", (sid,))]
+        by_kind = {"Account": account, "Mailbox": self._purge_mailbox(sid), "MessageCopy": copy,
+                   "OutboundMessage": queued}
         # An unknown kind purges every way the id could appear.
-        statements = by_kind.get(kind, account + self._purge_mailbox(sid) + copy)
+        statements = by_kind.get(kind, account + self._purge_mailbox(sid) + copy + queued)
         self._apply(tracking, *statements)
 
+    def queue_message(self, message_id: UUID, account_id: UUID, due_at: str, tracking: Tracking) -> None:
+        self._apply(tracking, ("INSERT INTO {p}mv_outbound VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
+                               (str(message_id), str(account_id), due_at)))
+
+    def reschedule(self, message_id: UUID, due_at: str, tracking: Tracking) -> None:
+        self._apply(tracking, ("UPDATE {p}mv_outbound SET due_at=%s WHERE message_id=%s",
+                               (due_at, str(message_id))))
+
+    def dequeue(self, message_id: UUID, tracking: Tracking) -> None:
+        self._apply(tracking, ("DELETE FROM {p}mv_outbound WHERE message_id=%s", (str(message_id),)))
+
     # -- reads ----------------------------------------------------------------------------
+
+    def due_outbound(self, now: str, limit: int) -> list[UUID]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT message_id FROM {p}mv_outbound WHERE due_at<=%s "
+                            "ORDER BY due_at LIMIT %s", (now, limit)).fetchall()
+        return [UUID(r["message_id"]) for r in rows]
+
+    def queue_size(self) -> int:
+        with self.read() as cursor:
+            return int(self.run(cursor, "SELECT count(*) AS n FROM {p}mv_outbound").fetchone()["n"])
 
     def accounts(self) -> list[AccountRow]:
         with self.read() as cursor:
@@ -360,7 +388,8 @@ class SqlMailboxView(SqlViewBase):
     def rows_for_streams(self, stream_ids: list[str]) -> int:
         checks = [("mv_accounts", ("account_id",)), ("mv_aliases", ("account_id",)),
                   ("mv_mailboxes", ("mailbox_id", "account_id")),
-                  ("mv_messages", ("copy_id", "mailbox_id")), ("mv_vanished", ("mailbox_id",))]
+                  ("mv_messages", ("copy_id", "mailbox_id")), ("mv_vanished", ("mailbox_id",)),
+                  ("mv_outbound", ("message_id", "account_id"))]
         total = 0
         with self.read() as cursor:
             for chunk in chunks(stream_ids):
@@ -394,7 +423,7 @@ class SqlMailboxView(SqlViewBase):
                 found.update((r["copy_id"], r["blob_id"]) for r in rows)
         return found
 
-    view_tables = ("mv_accounts", "mv_aliases", "mv_mailboxes", "mv_messages", "mv_vanished")
+    view_tables = ("mv_accounts", "mv_aliases", "mv_mailboxes", "mv_messages", "mv_vanished", "mv_outbound")
     added_columns = (("mv_messages", "saved_at", "TEXT"),)
 
 

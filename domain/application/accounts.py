@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from domain.application.base import LedgerApplication
 from domain.model.account import MAIL_DOMAINS_ID, Account, AddressIndex, MailDomains
+from domain.model.base import new_subject_id
 from domain.model.errors import (
     AuthenticationFailed,
     DomainError,
@@ -88,7 +89,7 @@ class AccountUseCases(LedgerApplication):
             if index is not None:
                 index.check_free(address)
             account = Account(
-                subject_id=uuid4().hex,
+                subject_id=new_subject_id(),
                 address=address,
                 password_hash=password_hash,
                 quota_bytes=quota_bytes if quota_bytes is not None else self.ports.default_quota_bytes,

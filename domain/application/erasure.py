@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
+from domain.application.consent import ConsentUseCases
 from domain.application.context import acting
 from domain.application.mail import StoredMessage
 from domain.application.submission import SubmissionUseCases
@@ -52,7 +53,7 @@ class SubjectExport:
     mailboxes: list[MailboxExport]
 
 
-class ErasureUseCases(SubmissionUseCases):
+class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
     def erase_subject(self, address: str, reason: str) -> dict[str, Any]:
         """Erase the person who owns ``address``; return the erasure receipt.
 
@@ -127,6 +128,8 @@ class ErasureUseCases(SubmissionUseCases):
             kinds[outbox_id] = "Outbox"
             queued = [outbound_message_id_for(outbox_id, n) for n in range(1, outbox.next_number)]
             kinds.update((message_id, "OutboundMessage") for message_id in queued)
+        # DESIGN §4: the consent records of the account's addresses, sealed under its key.
+        kinds.update((record_id, "ConsentRecord") for record_id in self.consent_record_ids_of(account))
         versions = scanner.last_versions(list(kinds) + candidates)
         copies = [c for c in candidates if c in versions]
         kinds.update((copy_id, "MessageCopy") for copy_id in copies)

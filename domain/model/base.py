@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
@@ -21,6 +21,11 @@ from domain.model.errors import SubjectErased
 #: The attribute the audit envelope travels in. The mapper seals it with the system key,
 #: apart from the event body, so the record of processing outlives the person's key.
 ENVELOPE = "envelope"
+
+
+def new_subject_id() -> str:
+    """A fresh, random subject id (DESIGN §3): nothing about the person is derived into it."""
+    return uuid4().hex
 
 
 class SystemScoped:

@@ -103,3 +103,23 @@ class ConcurrencyExhausted(DomainError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"too much concurrent activity on {what}; try again")
+
+
+class InvalidPurpose(DomainError):
+    """Consent purposes are short tokens (``newsletter``, ``list.announce``)."""
+
+    def __init__(self, purpose: str) -> None:
+        super().__init__(f"invalid consent purpose {purpose!r}: expected 1-64 characters "
+                         "of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")
+
+
+class InvalidLegalBasis(DomainError):
+    def __init__(self, basis: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"invalid legal basis {basis!r}: expected one of {', '.join(known)}")
+
+
+class UnknownConsentRecord(DomainError):
+    """No consent record has this id (a one-click link for a record never written)."""
+
+    def __init__(self) -> None:
+        super().__init__("no such consent record")

@@ -12,6 +12,7 @@ from domain.model.account import Account
 from domain.model.base import Erased, ShreddedEvent
 from domain.model.mailbox import Mailbox
 from domain.model.message import MessageCopy
+from domain.model.outbound import OutboundMessage
 from projections.mailbox_view.view import MailboxViewInterface, MessageRow
 
 
@@ -76,6 +77,27 @@ class MailboxViewProjection(Projection[MailboxViewInterface]):
     @process_event.register
     def _(self, e: MessageCopy.Expunged, t: Tracking) -> None:
         self.view.expunge(e.originator_id, e.modseq, t)
+
+    # -- the outbound queue index ------------------------------------------------------
+
+    @process_event.register
+    def _(self, e: OutboundMessage.Queued, t: Tracking) -> None:
+        self.view.queue_message(e.originator_id, e.account_id, e.queued_at, t)
+
+    @process_event.register
+    def _(self, e: OutboundMessage.Leased, t: Tracking) -> None:
+        # Not due again before the lease runs out (then another node may take it over).
+        self.view.reschedule(e.originator_id, e.until, t)
+
+    @process_event.register
+    def _(self, e: OutboundMessage.Deferred, t: Tracking) -> None:
+        self.view.reschedule(e.originator_id, e.next_attempt_at, t)
+
+    @process_event.register(OutboundMessage.Delivered)
+    @process_event.register(OutboundMessage.Bounced)
+    @process_event.register(OutboundMessage.Expired)
+    def _(self, e: OutboundMessage.Event, t: Tracking) -> None:
+        self.view.dequeue(e.originator_id, t)
 
     @process_event.register
     def _(self, e: Erased, t: Tracking) -> None:

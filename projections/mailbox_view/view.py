@@ -171,3 +171,22 @@ class MailboxViewInterface(TrackingRecorder, ABC):
 
     @abstractmethod
     def compact(self) -> None: ...
+
+    # -- the outbound queue index: which queued messages are due when (no personal data:
+    # -- random ids and times). The messages themselves are the truth; this only finds them.
+
+    @abstractmethod
+    def queue_message(self, message_id: UUID, account_id: UUID, due_at: str, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def reschedule(self, message_id: UUID, due_at: str, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def dequeue(self, message_id: UUID, tracking: Tracking) -> None: ...
+
+    @abstractmethod
+    def due_outbound(self, now: str, limit: int) -> list[UUID]:
+        """Queued messages due at ``now`` (ISO time), soonest first."""
+
+    @abstractmethod
+    def queue_size(self) -> int: ...

@@ -1,0 +1,89 @@
+"""A SIGKILL of ``ledgermail serve`` while its queue worker is delivering loses nothing:
+after a restart every queued message reaches the relay at least once.
+
+A real ``serve`` process relays through ``outbound.smarthost`` to a scripted peer that
+holds each final reply back, so deliveries are in flight when the process dies. Leased
+messages come back once their (short, for the test) lease runs out. Duplicates are the
+accepted price (RFC 5321 §4.5.4.1: a lost 250 means sending again); loss is the failure.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import smtplib
+import time
+from pathlib import Path
+
+from adapters.bootstrap import build
+from adapters.config import Settings
+from domain.application.context import acting
+from tests.outbound_support import ScriptedPeer
+from tests.smtp_support import PASSWORD, add_user, client_context
+from tests.test_cli import free_port
+from tests.test_smtp_crash_safety import Server
+
+MESSAGES = 40
+ALICE = "alice@example.test"
+
+
+def letter(number: int) -> bytes:
+    return (f"From: {ALICE}\r\nTo: friend{number}@far.test\r\nSubject: queued {number}\r\n"
+            f"Message-ID: <queued-{number}@example.test>\r\n\r\nBody {number}\r\n").encode()
+
+
+def seen_ids(peer: ScriptedPeer) -> list[str]:
+    found = []
+    for _sender, _recipients, data in list(peer.log.messages):
+        match = re.search(rb"Message-ID: <queued-(\d+)@example.test>", data)
+        assert match is not None
+        found.append(match.group(1).decode())
+    return found
+
+
+def test_a_sigkill_during_delivery_loses_no_queued_message(settings: Settings, tmp_path: Path) -> None:
+    container = build(settings, run_projections=False)
+    try:
+        with acting("admin:test", protocol="test", purpose="testing"):
+            container.app.add_domain("example.test")
+        add_user(container, ALICE)
+    finally:
+        container.close()
+    submission = free_port()
+    with ScriptedPeer(data_delay=0.3) as relay:
+        server = Server(settings, free_port(), tmp_path / "serve.log")
+        server.env.update({
+            "LEDGERMAIL_LISTEN__SUBMISSION": f"127.0.0.1:{submission}",
+            "LEDGERMAIL_OUTBOUND__SMARTHOST": f"127.0.0.1:{relay.port}",
+            "LEDGERMAIL_OUTBOUND__LEASE_SECONDS": "3",
+            "LEDGERMAIL_OUTBOUND__MIN_BACKOFF": "0.5",
+            "LEDGERMAIL_OUTBOUND__POLL_INTERVAL": "0.2",
+            "LEDGERMAIL_OUTBOUND__PER_DOMAIN_CONCURRENCY": "4",
+        })
+        server.start()
+        with smtplib.SMTP("127.0.0.1", submission, timeout=30) as client:
+            client.starttls(context=client_context())
+            client.login(ALICE, PASSWORD)
+            for number in range(MESSAGES):
+                assert client.sendmail(ALICE, [f"friend{number}@far.test"], letter(number)) == {}
+        # Kill it with deliveries in flight: some delivered, more leased and unfinished.
+        deadline = time.monotonic() + 60
+        while len(relay.log.messages) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.log.messages, (tmp_path / "serve.log").read_text()
+        assert server.process is not None
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        before = set(seen_ids(relay))
+        assert len(before) < MESSAGES
+        server.start()
+        try:
+            deadline = time.monotonic() + 90
+            while len(set(seen_ids(relay))) < MESSAGES and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(30)
+    log = (tmp_path / "serve.log").read_text()[-3000:]
+    assert set(seen_ids(relay)) == {str(n) for n in range(MESSAGES)}, log
