@@ -449,11 +449,16 @@ def domain_dns(container: Container, domain: str) -> str:
     container.app.check_local_domain(name)
     keys = dkim_keyring(container).keys_for(name)
     assert keys is not None
-    hostname = container.settings.hostname
-    # RFC 8461 §3.1: the id changes with the policy; the keys' date names this one.
-    sts_id = keys.ed25519.selector.removeprefix("ed")
+    hostname = container.settings.hostname.rstrip(".").lower()
     lines = [f"; DNS records for {name} (ledgermail). Publish each; TXT values unquoted are what "
              "a provider's form takes.", ""]
+    if "." not in hostname:
+        # The MX must name this server's public host; "localhost" names none.
+        lines.insert(1, f"; the setting hostname is {hostname!r}, not a public name: the records below "
+                        f"use mail.{name}; set hostname to this server's name and run this again")
+        hostname = f"mail.{name}"
+    # RFC 8461 §3.1: the id changes with the policy; the keys' date names this one.
+    sts_id = keys.ed25519.selector.removeprefix("ed")
     for record in dns_records(name, keys, mx_host=hostname, mta_sts_id=sts_id):
         if record.note:
             lines.append(f"; {record.note}")
