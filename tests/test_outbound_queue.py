@@ -343,3 +343,34 @@ def test_every_attempt_appears_in_the_audit_trail(store: Container, peer: Contai
     attempted = next(row for row in rows if row.event_type == "OutboundMessage.Attempted")
     assert attempted.actor == "system:outbound"
     assert "bob" not in str(attempted)
+
+
+def test_purpose_mail_to_a_local_recipient_without_consent_is_not_delivered_and_is_reported(
+        store: Container) -> None:
+    add_user(store, ALICE)
+    add_user(store, "erin@example.test")
+    news = letter("local news", to="erin@example.test", extra=b"X-Ledgermail-Purpose: newsletter\r\n")
+    with running_smtp(store) as a:
+        submit(a.submission, news, ["erin@example.test"])
+    assert inbox_bodies(store, "erin@example.test") == []
+    message = queued(store)
+    assert message.outcomes["erin@example.test"]["status"] == "5.7.1"
+    run_queue(store, resolver_to())
+    assert queued(store).status == "bounced"
+    [report] = inbox_bodies(store, ALICE)
+    assert b"Final-Recipient: rfc822; erin@example.test" in report and b"Status: 5.7.1" in report
+
+
+def test_erasing_the_sender_empties_their_queue_and_nothing_is_sent(store: Container) -> None:
+    add_user(store, ALICE)
+    with ScriptedPeer() as remote, running_smtp(store) as a:
+        submit(a.submission, letter("unsent"), [BOB])
+        store.catch_up()
+        assert store.mailbox_view.queue_size() == 1
+        with acting("admin:test", protocol="test", purpose="testing"):
+            receipt = store.app.erase_subject(ALICE, "request 7")
+        assert receipt["verification"]["passed"] is True
+        store.catch_up()
+        assert store.mailbox_view.queue_size() == 0
+        run_queue(store, resolver_to(), mx_port=remote.port)
+        assert remote.log.commands == []

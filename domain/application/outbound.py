@@ -188,7 +188,9 @@ class QueueUseCases(MailUseCases):
                 policy: RetryPolicy) -> list[dict[str, Any]]:
         """Apply one attempt to ``message``; return the rows to report (maybe none)."""
         at = _iso(now)
-        before = set(message.outcomes)
+        # Recipients settled before the first attempt (held back at submission) are
+        # reported with it, as if settled now.
+        before = set(message.outcomes) if message.attempts else set()
         if record.suppressed and message.purpose is not None:
             message.suppress(record.suppressed, message.purpose, at)
         message.attempted(at, record.results)
