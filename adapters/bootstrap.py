@@ -216,6 +216,8 @@ class Container:
     throttle: LoginThrottle | None = None
     unsubscribe: UnsubscribeTokens | None = None
     keyring: DkimKeyring | None = None
+    #: The queue worker ``serve`` runs, woken when a submission queues mail.
+    worker: QueueWorker | None = None
 
     @property
     def mailbox_view(self) -> MailboxViewInterface:
@@ -317,7 +319,11 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
 
 def intake(container: Container) -> Intake:
     """The one intake pipeline (MX, submission, ``ledgermail deliver``)."""
-    return Intake(container.app, container.settings.hostname, AcceptAll())
+    def queued(position: int) -> None:
+        if container.worker is not None:
+            container.worker.wake(position)
+
+    return Intake(container.app, container.settings.hostname, AcceptAll(), on_queued=queued)
 
 
 def login_throttle(container: Container) -> LoginThrottle:
@@ -492,7 +498,8 @@ def queue_worker(container: Container, resolver: Resolver | None = None,
         return base.rstrip("/") + "/" + tokens.issue(app.consent_record_id(address), purpose)
 
     return QueueWorker(app, container.mailbox_view, options, resolver, sts,
-                       dkim_keyring(container) if out.dkim else None, unsubscribe_url)
+                       dkim_keyring(container) if out.dkim else None, unsubscribe_url,
+                       _read_your_writes(container))
 
 
 def unsubscribe_tokens(container: Container) -> UnsubscribeTokens:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
@@ -89,10 +90,14 @@ class Accepted:
 
 
 class Intake:
-    def __init__(self, app: LedgerMail, hostname: str, scanner: Scanner) -> None:
+    def __init__(self, app: LedgerMail, hostname: str, scanner: Scanner,
+                 on_queued: Callable[[int], None] | None = None) -> None:
         self.app = app
         self.hostname = hostname
         self.scanner = scanner
+        #: Told the log position when a submission queued outbound mail (the worker
+        #: then looks at once, once the views show it).
+        self.on_queued = on_queued
 
     def accept(self, arrival: Arrival, raw: bytes) -> Accepted:
         queue_id = uuid4().hex[:16].upper()
@@ -124,6 +129,8 @@ class Intake:
             result = self.app.submit(arrival.account_id, arrival.mail_from, arrival.local_recipients,
                                      arrival.remote_recipients, stored, ret=arrival.ret,
                                      envid=arrival.envid, options=options)
+            if result.outbound_ids and self.on_queued is not None:
+                self.on_queued(result.position)
             return Accepted(queue_id, len(stored), result.delivery, result.outbound_id)
         delivery = self.app.deliver(arrival.local_recipients, stored, channel=arrival.channel)
         return Accepted(queue_id, len(stored), delivery, None)

@@ -69,6 +69,8 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     except (ListenError, TlsConfigError) as error:
         print(f"ledgermail: error: {error}", file=sys.stderr)
         return 1
+    if settings.outbound.enabled:
+        container.worker = bootstrap.queue_worker(container)
     smtp_sockets = {name: sock for name, sock in sockets.items() if name in SMTP_LISTENERS}
     smtp = bootstrap.smtp_service(container, tls_context)
     await smtp.start(smtp_sockets)
@@ -78,9 +80,8 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     await pop3.start({name: sock for name, sock in sockets.items() if name in POP3_LISTENERS})
     servers: list[uvicorn.Server] = []
     tasks: list[asyncio.Task[None]] = []
-    if settings.outbound.enabled:
-        worker = bootstrap.queue_worker(container)
-        tasks.append(asyncio.create_task(worker.run(stop)))
+    if container.worker is not None:
+        tasks.append(asyncio.create_task(container.worker.run(stop)))
     if "http" in sockets:
         config = uvicorn.Config(HTTP_APP, factory=True, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)

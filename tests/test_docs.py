@@ -73,7 +73,8 @@ def test_every_setting_is_in_docs_configuration_md() -> None:
 
 #: EHLO keyword -> the RFC that defines it.
 EHLO_KEYWORDS = {"PIPELINING": "2920", "SIZE": "1870", "8BITMIME": "6152", "SMTPUTF8": "6531",
-                 "ENHANCEDSTATUSCODES": "2034", "DSN": "3461", "STARTTLS": "3207", "AUTH": "4954"}
+                 "ENHANCEDSTATUSCODES": "2034", "DSN": "3461", "STARTTLS": "3207", "AUTH": "4954",
+                 "REQUIRETLS": "8689"}
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

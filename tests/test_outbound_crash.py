@@ -87,3 +87,37 @@ def test_a_sigkill_during_delivery_loses_no_queued_message(settings: Settings, t
             server.process.wait(30)
     log = (tmp_path / "serve.log").read_text()[-3000:]
     assert set(seen_ids(relay)) == {str(n) for n in range(MESSAGES)}, log
+
+
+def test_serve_sends_a_submitted_message_at_once_not_at_the_next_poll(settings: Settings,
+                                                                     tmp_path: Path) -> None:
+    container = build(settings, run_projections=False)
+    try:
+        with acting("admin:test", protocol="test", purpose="testing"):
+            container.app.add_domain("example.test")
+        add_user(container, ALICE)
+    finally:
+        container.close()
+    submission = free_port()
+    with ScriptedPeer() as relay:
+        server = Server(settings, free_port(), tmp_path / "serve.log")
+        server.env.update({"LEDGERMAIL_LISTEN__SUBMISSION": f"127.0.0.1:{submission}",
+                           "LEDGERMAIL_OUTBOUND__SMARTHOST": f"127.0.0.1:{relay.port}",
+                           "LEDGERMAIL_OUTBOUND__POLL_INTERVAL": "60"})
+        server.start()
+        try:
+            time.sleep(1.0)  # the worker's first look at the (empty) queue is over
+            with smtplib.SMTP("127.0.0.1", submission, timeout=30) as client:
+                client.starttls(context=client_context())
+                client.login(ALICE, PASSWORD)
+                sent = time.monotonic()
+                assert client.sendmail(ALICE, ["friend@far.test"], letter(7)) == {}
+            while not relay.log.messages and time.monotonic() - sent < 20:
+                time.sleep(0.02)
+            waited = time.monotonic() - sent
+        finally:
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(30)
+    assert seen_ids(relay) == ["7"], (tmp_path / "serve.log").read_text()[-2000:]
+    assert waited < 10  # woken by the submission, not by the 60 s poll

@@ -1,7 +1,7 @@
 """DKIM for outbound mail: a domain's two keys, the DNS records to publish, and signing.
 
-Groundwork for issue #6. No I/O and no key store access: keys come in and go out as
-bytes, and the caller seals them in the key store (DESIGN §3) and publishes the records.
+No I/O and no key store access: keys come in and go out as bytes; ``dkim_keys`` seals
+them in the key store (DESIGN §3) and ``ledgermail domain dns`` prints the records.
 
 **Keys.** Every domain has an Ed25519 key (RFC 8463) and an RSA-2048 key (RFC 8301 §3.2:
 signers MUST use at least 1024 bits and SHOULD use 2048). A receiver that does not know

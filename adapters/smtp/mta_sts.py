@@ -7,9 +7,8 @@ sender delivers only to MX hosts the policy lists, only over TLS with a certific
 valid for that host (§4), and defers rather than fall back to plaintext (§5).
 
 The HTTPS client is injected (``get(url) -> (status, content_type, body)``); so is the
-clock. The DNS lookup goes through the ``Resolver`` port of ``routing``.
-
-Groundwork for issue #6: nothing here is wired into the server yet.
+clock. The DNS lookup goes through the ``Resolver`` port of ``routing``; the queue
+worker applies the policy (``queue_worker._tls_policy``).
 """
 
 from __future__ import annotations

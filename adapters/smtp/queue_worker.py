@@ -91,7 +91,8 @@ class WorkerOptions:
 class QueueWorker:
     def __init__(self, app: LedgerMail, view: MailboxViewInterface, options: WorkerOptions,
                  resolver: Resolver, sts: PolicyCache | None, keyring: DkimKeyring | None,
-                 unsubscribe_url: Callable[[str, str], str] | None) -> None:
+                 unsubscribe_url: Callable[[str, str], str] | None,
+                 caught_up: Callable[[int], None] | None = None) -> None:
         self.app = app
         self.view = view
         self.options = options
@@ -99,6 +100,9 @@ class QueueWorker:
         self.sts = sts
         self.keyring = keyring
         self.unsubscribe_url = unsubscribe_url
+        #: Blocks until the views show a log position (the queue index is a view).
+        self.caught_up = caught_up
+        self._wanted_position = 0
         #: This process, for leases: a restarted server is a new node and waits for
         #: its predecessor's leases to run out, so no attempt runs twice at once.
         self.node = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -111,12 +115,14 @@ class QueueWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._recording: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.delivered_attempts = 0
 
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish the deliveries under way."""
+        self._loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
                 started = await self.run_once(wait=False)
@@ -132,9 +138,13 @@ class QueueWorker:
                 task.cancel()
         await self.drain()
 
-    def wake(self) -> None:
-        """Look for due mail now (a submission just queued some)."""
-        self._wake.set()
+    def wake(self, position: int = 0) -> None:
+        """Look for due mail now: a submission just queued some, at log ``position``.
+        Called from any thread (the SMTP listener's intake runs in worker threads)."""
+        self._wanted_position = max(self._wanted_position, position)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def run_once(self, *, wait: bool = True) -> int:
         """Lease what is due and start delivering it; with ``wait``, also wait until
@@ -143,6 +153,9 @@ class QueueWorker:
         if free <= 0:
             await self._one_finished()
             return 0
+        wanted, self._wanted_position = self._wanted_position, 0
+        if wanted and self.caught_up is not None:
+            await asyncio.to_thread(self.caught_up, wanted)
         now = _iso(self.app.ports.clock.now())
         listed = await asyncio.to_thread(self.view.due_outbound, now,
                                          self.options.batch_size + len(self._in_flight))
@@ -181,7 +194,13 @@ class QueueWorker:
     async def _deliver_and_record(self, job: OutboundJob) -> None:
         try:
             async with self._slots:
-                record = await self._attempt(job)
+                # Done well before the lease runs out, or not at all: after it, another
+                # node may take the message and two attempts would overlap.
+                record = await asyncio.wait_for(self._attempt(job), self.options.lease_seconds * 0.8)
+        except TimeoutError:
+            record = AttemptRecord(job.message_id, job.account_id, [
+                _result(r["address"], 451, "4.4.2", "Delivery took longer than the lease allows", "")
+                for r in job.recipients])
         except Exception as error:  # noqa: BLE001 - a bug must not kill the worker
             log.exception("outbound delivery of %s failed unexpectedly", job.message_id)
             record = AttemptRecord(job.message_id, job.account_id, [

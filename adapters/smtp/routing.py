@@ -9,8 +9,6 @@ loopback peers.
 
 Failures carry the reply and RFC 3463 status the queue worker puts in a bounce or a
 deferral: null MX 556 5.1.10, no such domain 550 5.1.2, DNS trouble 451 4.4.3.
-
-Groundwork for issue #6: nothing here is wired into the server yet.
 """
 
 from __future__ import annotations

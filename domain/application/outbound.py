@@ -197,7 +197,7 @@ class QueueUseCases(MailUseCases):
         age = (now - _parse(message.queued_at)).total_seconds()
         pending = message.pending()
         if pending and age >= policy.max_age:
-            message.expire(at)
+            message.expire(at, {r["address"]: r for r in record.results})
             pending = []
         rows = [_row(r, message.outcomes[r["address"]]) for r in message.recipients
                 if r["address"] in message.outcomes and r["address"] not in before]

@@ -168,13 +168,17 @@ class OutboundMessage(PersonalAggregate):
         self.status = "bounced"
 
     @event("Expired")
-    def expire(self, at: str) -> None:
+    def expire(self, at: str, last: dict[str, dict[str, Any]]) -> None:
         """The maximum queue age passed: every pending recipient fails with RFC 3463
-        4.4.7 (message expired), the last temporary answer kept in the text."""
+        4.4.7 (message expired), the last temporary answer (``last``) kept in the text."""
         for recipient in self.pending():
             address = recipient["address"]
+            answer = last.get(address) or {}
+            text = "Message expired in the queue"
+            if answer.get("text"):
+                text += f"; last answer: {answer.get('code')} {answer['text']}"
             self.outcomes[address] = {"address": address, "code": 450, "status": "4.4.7",
-                                      "text": "Message expired in the queue", "host": "", "at": at}
+                                      "text": text, "host": answer.get("host") or "", "at": at}
         self.status = "expired"
 
 
