@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import signal
 import smtplib
+import subprocess
 import time
 from pathlib import Path
 
@@ -41,6 +42,37 @@ def seen_ids(peer: ScriptedPeer) -> list[str]:
     return found
 
 
+def kill_mid_delivery(server: Server, submission: int, relay: ScriptedPeer, tmp_path: Path) -> set[str]:
+    """Queue every message, then SIGKILL ``serve`` once some are delivered and more
+    are in flight; return the ids the relay got before the kill."""
+    with smtplib.SMTP("127.0.0.1", submission, timeout=30) as client:
+        client.starttls(context=client_context())
+        client.login(ALICE, PASSWORD)
+        for number in range(MESSAGES):
+            assert client.sendmail(ALICE, [f"friend{number}@far.test"], letter(number)) == {}
+    deadline = time.monotonic() + 60
+    while len(relay.log.messages) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relay.log.messages, (tmp_path / "serve.log").read_text()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+    return set(seen_ids(relay))
+
+
+def stop(server: Server) -> None:
+    """SIGTERM (then SIGKILL) whatever is still running: no test leaves a server behind."""
+    process = server.process
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def test_a_sigkill_during_delivery_loses_no_queued_message(settings: Settings, tmp_path: Path) -> None:
     container = build(settings, run_projections=False)
     try:
@@ -60,31 +92,16 @@ def test_a_sigkill_during_delivery_loses_no_queued_message(settings: Settings, t
             "LEDGERMAIL_OUTBOUND__POLL_INTERVAL": "0.2",
             "LEDGERMAIL_OUTBOUND__PER_DOMAIN_CONCURRENCY": "4",
         })
-        server.start()
-        with smtplib.SMTP("127.0.0.1", submission, timeout=30) as client:
-            client.starttls(context=client_context())
-            client.login(ALICE, PASSWORD)
-            for number in range(MESSAGES):
-                assert client.sendmail(ALICE, [f"friend{number}@far.test"], letter(number)) == {}
-        # Kill it with deliveries in flight: some delivered, more leased and unfinished.
-        deadline = time.monotonic() + 60
-        while len(relay.log.messages) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert relay.log.messages, (tmp_path / "serve.log").read_text()
-        assert server.process is not None
-        server.process.send_signal(signal.SIGKILL)
-        server.process.wait(10)
-        before = set(seen_ids(relay))
-        assert len(before) < MESSAGES
-        server.start()
         try:
+            server.start()
+            before = kill_mid_delivery(server, submission, relay, tmp_path)
+            assert len(before) < MESSAGES
+            server.start()
             deadline = time.monotonic() + 90
             while len(set(seen_ids(relay))) < MESSAGES and time.monotonic() < deadline:
                 time.sleep(0.1)
         finally:
-            assert server.process is not None
-            server.process.send_signal(signal.SIGTERM)
-            server.process.wait(30)
+            stop(server)
     log = (tmp_path / "serve.log").read_text()[-3000:]
     assert set(seen_ids(relay)) == {str(n) for n in range(MESSAGES)}, log
 
@@ -104,8 +121,8 @@ def test_serve_sends_a_submitted_message_at_once_not_at_the_next_poll(settings: 
         server.env.update({"LEDGERMAIL_LISTEN__SUBMISSION": f"127.0.0.1:{submission}",
                            "LEDGERMAIL_OUTBOUND__SMARTHOST": f"127.0.0.1:{relay.port}",
                            "LEDGERMAIL_OUTBOUND__POLL_INTERVAL": "60"})
-        server.start()
         try:
+            server.start()
             time.sleep(1.0)  # the worker's first look at the (empty) queue is over
             with smtplib.SMTP("127.0.0.1", submission, timeout=30) as client:
                 client.starttls(context=client_context())
@@ -116,8 +133,6 @@ def test_serve_sends_a_submitted_message_at_once_not_at_the_next_poll(settings: 
                 time.sleep(0.02)
             waited = time.monotonic() - sent
         finally:
-            assert server.process is not None
-            server.process.send_signal(signal.SIGTERM)
-            server.process.wait(30)
+            stop(server)
     assert seen_ids(relay) == ["7"], (tmp_path / "serve.log").read_text()[-2000:]
     assert waited < 10  # woken by the submission, not by the 60 s poll
