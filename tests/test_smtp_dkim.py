@@ -524,3 +524,21 @@ def test_the_mta_sts_policy_file_starts_in_testing_mode_for_the_mx_host() -> Non
         mta_sts_policy(MX, mode="strict")
     with pytest.raises(DkimSigningError, match="max_age"):
         mta_sts_policy(MX, max_age=31557601)
+
+
+def test_rsa_signatures_through_openssl_are_the_bytes_dkimpy_would_compute() -> None:
+    import hashlib
+
+    from dkim import crypto
+
+    from adapters.smtp import dkim_signing
+
+    keys = generate_keys()
+    private = crypto.parse_pem_private_key(keys.rsa.private_key)
+    for payload in (b"", b"abc", b"x" * 10_000):
+        digest = dkim.HashThrough(hashlib.sha256())
+        digest.update(payload)
+        fast = dkim_signing._rsa_sign_with_openssl(digest, private)
+        assert fast == dkim_signing._DKIMPY_RSA_SIGN(digest, private)
+        assert len(fast) == 256
+    assert dkim.RSASSA_PKCS1_v1_5_sign is dkim_signing._rsa_sign_with_openssl

@@ -124,6 +124,9 @@ class QueueWorker:
         """Deliver until ``stop`` is set; then finish the deliveries under way."""
         self._loop = asyncio.get_running_loop()
         while not stop.is_set():
+            # Cleared before looking, so a wake-up that comes while we look (new mail,
+            # a finished delivery freeing a slot) is not lost.
+            self._wake.clear()
             try:
                 started = await self.run_once(wait=False)
             except Exception as error:  # noqa: BLE001 - the store is down: try again later
@@ -131,7 +134,6 @@ class QueueWorker:
                 started = 0
             if started:
                 continue
-            self._wake.clear()
             waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
             await asyncio.wait(waits, timeout=self.options.poll_interval, return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
@@ -229,6 +231,7 @@ class QueueWorker:
             for record in batch:
                 self._in_flight.discard(record.message_id)
             self.delivered_attempts += len(batch)
+            self._wake.set()  # slots are free again: more may be due
 
     async def _attempt(self, job: OutboundJob) -> AttemptRecord:
         recipients = list(job.recipients)
@@ -366,18 +369,26 @@ class QueueWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def _close_idle(self, *, all_of_them: bool = False) -> None:
+        for connection in self._take_idle(all_of_them):
+            await connection.close()
+
+    def _take_idle(self, all_of_them: bool) -> list[DeliveryConnection]:
+        """Remove the connections idle too long from the pool, in one step with no
+        await in it, so no other task can take one of them meanwhile."""
         now = time.monotonic()
+        expired = []
         for key in list(self._idle):
             keep = []
             for since, connection in self._idle[key]:
-                if all_of_them or now - since >= CONNECTION_IDLE_SECONDS:
-                    await connection.close()
+                if all_of_them or now - since >= CONNECTION_IDLE_SECONDS or not connection.usable:
+                    expired.append(connection)
                 else:
                     keep.append((since, connection))
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        return expired
 
     def _signed(self, body: bytes) -> bytes:
         """Both DKIM signatures of the From domain, when it is one of ours (RFC 6376
