@@ -345,7 +345,7 @@ class QueueWorker:
                             for r in recipients]
             results = await connection.send(envelope, body)
             if connection.usable:
-                self._idle.setdefault(key, []).append((time.monotonic(), connection))
+                self._park(key, connection)
             else:
                 await connection.close()
         finally:
@@ -362,6 +362,20 @@ class QueueWorker:
                 return connection
             self._closing(connection)
         return None
+
+    def _park(self, key: tuple[Any, ...], connection: DeliveryConnection) -> None:
+        """Keep a connection for reuse, but never more idle ones than deliveries may
+        run at once (Postfix caps its connection cache too): with many destinations an
+        unbounded pool holds a connection per destination and exhausts the peer."""
+        self._idle.setdefault(key, []).append((time.monotonic(), connection))
+        parked = sum(len(entries) for entries in self._idle.values())
+        while parked > self.options.max_concurrency:
+            oldest = min(self._idle, key=lambda k: self._idle[k][0][0])
+            _since, stale = self._idle[oldest].pop(0)
+            if not self._idle[oldest]:
+                del self._idle[oldest]
+            self._closing(stale)
+            parked -= 1
 
     def _closing(self, connection: DeliveryConnection) -> None:
         task = asyncio.create_task(connection.close())
