@@ -42,6 +42,17 @@ def seen_ids(peer: ScriptedPeer) -> list[str]:
     return found
 
 
+def with_alice(settings: Settings) -> None:
+    """The store ``serve`` will open: example.test and Alice, who submits."""
+    container = build(settings, run_projections=False)
+    try:
+        with acting("admin:test", protocol="test", purpose="testing"):
+            container.app.add_domain("example.test")
+        add_user(container, ALICE)
+    finally:
+        container.close()
+
+
 def kill_mid_delivery(server: Server, submission: int, relay: ScriptedPeer, tmp_path: Path) -> set[str]:
     """Queue every message, then SIGKILL ``serve`` once some are delivered and more
     are in flight; return the ids the relay got before the kill."""
@@ -74,13 +85,7 @@ def stop(server: Server) -> None:
 
 
 def test_a_sigkill_during_delivery_loses_no_queued_message(settings: Settings, tmp_path: Path) -> None:
-    container = build(settings, run_projections=False)
-    try:
-        with acting("admin:test", protocol="test", purpose="testing"):
-            container.app.add_domain("example.test")
-        add_user(container, ALICE)
-    finally:
-        container.close()
+    with_alice(settings)
     submission = free_port()
     with ScriptedPeer(data_delay=0.3) as relay:
         server = Server(settings, free_port(), tmp_path / "serve.log")
@@ -108,13 +113,7 @@ def test_a_sigkill_during_delivery_loses_no_queued_message(settings: Settings, t
 
 def test_serve_sends_a_submitted_message_at_once_not_at_the_next_poll(settings: Settings,
                                                                      tmp_path: Path) -> None:
-    container = build(settings, run_projections=False)
-    try:
-        with acting("admin:test", protocol="test", purpose="testing"):
-            container.app.add_domain("example.test")
-        add_user(container, ALICE)
-    finally:
-        container.close()
+    with_alice(settings)
     submission = free_port()
     with ScriptedPeer() as relay:
         server = Server(settings, free_port(), tmp_path / "serve.log")
