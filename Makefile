@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint bench bench-smtp bench-imap bench-pop3 clean
+.PHONY: serve test lint bench bench-smtp bench-imap bench-pop3 bench-outbound clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-imap: $(BIN)/.installed
 
 bench-pop3: $(BIN)/.installed
 	$(BIN)/python bench/pop3.py
+
+bench-outbound: $(BIN)/.installed
+	$(BIN)/python bench/outbound.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
