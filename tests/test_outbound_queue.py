@@ -374,3 +374,30 @@ def test_erasing_the_sender_empties_their_queue_and_nothing_is_sent(store: Conta
         assert store.mailbox_view.queue_size() == 0
         run_queue(store, resolver_to(), mx_port=remote.port)
         assert remote.log.commands == []
+
+
+def test_a_message_queued_before_the_split_per_domain_goes_to_each_domains_mx(store: Container) -> None:
+    """Stores from before one message per domain may hold a message for several."""
+    from domain.model.outbound import OutboundMessage, Outbox
+
+    account_id = add_user(store, ALICE)
+    raw = letter("legacy")
+    with acting("user:alice", protocol="test", purpose="testing"):
+        account = store.app.account_for(ALICE)
+        sealed = store.app.ports.blobs.put(raw)
+        outbox = Outbox(subject_id=account.subject_id, account_id=account_id)
+        outbox.take_number()
+        message = OutboundMessage(
+            subject_id=account.subject_id, outbox_id=outbox.id, number=1, account_id=account_id,
+            mail_from=ALICE, recipients=[{"address": BOB, "notify": [], "orcpt": None},
+                                         {"address": "dave@c.test", "notify": [], "orcpt": None}],
+            ret=None, envid=None, size=len(raw), blob_id=sealed.blob_id, data_key=sealed.data_key,
+            queued_at=store.app.now_iso())
+        store.app.save_with_envelope(outbox, message)
+    resolver = FakeResolver(mx={"b.test": [(10, "mx.b.test")], "c.test": [(10, "mx.c.test")]},
+                            addresses={"mx.b.test": ["127.0.0.1"], "mx.c.test": ["127.0.0.1"]})
+    with ScriptedPeer() as remote:
+        run_queue(store, resolver, mx_port=remote.port)
+        envelopes = sorted(recipients for _sender, recipients, _data in remote.log.messages)
+    assert envelopes == [[BOB], ["dave@c.test"]]
+    assert queued(store).status == "delivered"

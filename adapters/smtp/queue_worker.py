@@ -243,34 +243,38 @@ class QueueWorker:
             suppressed = [r["address"] for r in recipients if r["address"] not in allowed]
             recipients = [r for r in recipients if r["address"] in allowed]
         record = AttemptRecord(job.message_id, job.account_id, [], suppressed)
-        if not recipients:
-            return record
+        # One domain per message since submissions are split per domain; a message
+        # queued before that may hold several, and each goes to its own MX.
+        domains: dict[str, list[dict[str, Any]]] = {}
+        for recipient in recipients:
+            domains.setdefault(recipient["address"].rpartition("@")[2].lower(), []).append(recipient)
+        for domain, group in domains.items():
+            record.results += await self._attempt_domain(job, domain, group)
+        return record
+
+    async def _attempt_domain(self, job: OutboundJob, domain: str,
+                              recipients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        def failed(code: int, status: str, text: str) -> list[dict[str, Any]]:
+            return [_result(r["address"], code, status, text, "") for r in recipients]
+
         try:
-            found = await asyncio.to_thread(self._route, job.domain)
+            found = await asyncio.to_thread(self._route, domain)
         except RouteFailure as failure:
-            record.results = [_result(r["address"], failure.code, failure.status, failure.detail, "")
-                              for r in recipients]
-            return record
-        candidates, tls = await self._tls_policy(found, job)
+            return failed(failure.code, failure.status, failure.detail)
+        candidates, tls = await self._tls_policy(found, job, domain)
         if not candidates:
-            record.results = [_result(r["address"], 451, "4.7.5",
-                                      "No MX host matches the domain's MTA-STS policy", "")
-                              for r in recipients]
-            return record
+            return failed(451, "4.7.5", "No MX host matches the domain's MTA-STS policy")
         if found.kind in ("mx", "implicit"):
             candidates = await asyncio.to_thread(self._resolved, candidates)
         if not candidates:
-            record.results = [_result(r["address"], 451, "4.4.3",
-                                      f"No address found for the mail hosts of {job.domain}", "")
-                              for r in recipients]
-            return record
-        if job.purpose is not None:
-            # RFC 8058: each recipient gets their own unsubscribe link, so their own copy.
-            for recipient in recipients:
-                record.results += await self._send(found, candidates, tls, job, [recipient])
-        else:
-            record.results = await self._send(found, candidates, tls, job, recipients)
-        return record
+            return failed(451, "4.4.3", f"No address found for the mail hosts of {domain}")
+        if job.purpose is None:
+            return await self._send(found, candidates, tls, job, recipients)
+        # RFC 8058: each recipient gets their own unsubscribe link, so their own copy.
+        results = []
+        for recipient in recipients:
+            results += await self._send(found, candidates, tls, job, [recipient])
+        return results
 
     def _with_consent(self, addresses: list[str], purpose: str) -> set[str]:
         return {address for address in addresses if self.app.has_consent(address, purpose)}
@@ -301,7 +305,8 @@ class QueueWorker:
             out += [candidate._replace(address=address) for address in addresses]
         return tuple(out)
 
-    async def _tls_policy(self, found: Route, job: OutboundJob) -> tuple[tuple[Any, ...], TlsPolicy]:
+    async def _tls_policy(self, found: Route, job: OutboundJob,
+                          domain: str) -> tuple[tuple[Any, ...], TlsPolicy]:
         candidates = found.candidates
         verified = TlsPolicy(required=True, verify=True, context=self.options.verify_context)
         if job.requiretls:
@@ -309,7 +314,7 @@ class QueueWorker:
             return candidates, verified
         if found.kind != "mx" or not self.options.mta_sts or self.sts is None or job.tls_optional:
             return candidates, TlsPolicy()
-        policy = await asyncio.to_thread(self.sts.policy, job.domain)
+        policy = await asyncio.to_thread(self.sts.policy, domain)
         if policy is None or not policy.requires_tls:
             return candidates, TlsPolicy()
         # RFC 8461 §4.1 and §5: in enforce mode only listed MX hosts, only over TLS with
