@@ -116,7 +116,6 @@ class QueueWorker:
         self._recording: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.delivered_attempts = 0
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -230,7 +229,6 @@ class QueueWorker:
                           type(error).__name__, error)
             for record in batch:
                 self._in_flight.discard(record.message_id)
-            self.delivered_attempts += len(batch)
             self._wake.set()  # slots are free again: more may be due
 
     async def _attempt(self, job: OutboundJob) -> AttemptRecord:
