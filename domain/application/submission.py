@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from domain.application.consent import ConsentUseCases
 from domain.application.mail import DeliveryResult, MailUseCases, format_internal_date
 from domain.model.account import Account
 from domain.model.errors import InvalidAddress
@@ -51,7 +52,9 @@ class SubmissionResult:
         return self.outbound_ids[0] if self.outbound_ids else None
 
 
-class SubmissionUseCases(MailUseCases):
+class SubmissionUseCases(MailUseCases, ConsentUseCases):
+    """Submission asks the consent ledger (``has_consent``) for mail with a purpose."""
+
     def sender_addresses(self, account_id: UUID) -> list[str]:
         """The addresses a user may send as (RFC 6409 §6.1 says the MSA may check)."""
         account: Account = self.load(account_id, what="the sender")
