@@ -519,3 +519,11 @@ def unsubscribe_link(container: Container, address: str, purpose: str) -> str:
             or f"http://{settings.listen.http or '127.0.0.1:8025'}/unsubscribe/")
     record_id = container.app.consent_record_id(address)
     return base.rstrip("/") + "/" + unsubscribe_tokens(container).issue(record_id, purpose)
+
+
+def verify_audit_trail(container: Container) -> Any:
+    """``ledgermail audit --verify`` for callers outside adapters (the API): the
+    ``AuditVerdict`` of the hash chain and its agreement with the event log."""
+    from adapters.audit_check import verify_audit  # it imports this module
+
+    return verify_audit(container)

@@ -143,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("address")
     link.add_argument("--purpose", required=True)
 
+    token = command("token", "admin tokens for the compliance API (shown once, stored hashed)")
+    token_cmds = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = token_cmds.add_parser("create", help="create a token and print it once")
+    _common(create, top=False)
+    create.add_argument("--scope", required=True, metavar="SCOPES",
+                        help="comma-separated scopes, e.g. audit:read,erasure:write (admin: all)")
+    create.add_argument("--name", default="admin", help="a label for the token (default admin)")
+    _common(token_cmds.add_parser("list", help="list tokens (never their secrets)"), top=False)
+    revoke = token_cmds.add_parser("revoke", help="revoke a token at once")
+    _common(revoke, top=False)
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+
     queue = command("queue", "the outbound queue: what waits to be sent (like mailq)")
     queue.add_argument("--limit", type=int, default=1000, help="list at most this many (default 1000)")
     return parser
@@ -330,6 +342,25 @@ def cmd_consent(container: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token(container: Any, args: argparse.Namespace) -> int:
+    app = container.app
+    if args.action == "create":
+        token_id, plaintext = app.create_token(args.name, args.scope.split(","))
+        print(plaintext)
+        print(f"token {token_id} created; it is shown only this once", file=sys.stderr)
+    elif args.action == "revoke":
+        if app.revoke_token(args.token_id):
+            print(f"token {args.token_id} revoked")
+        else:
+            print(f"token {args.token_id} was already revoked")
+    else:
+        for row in app.list_tokens():
+            state = f"revoked={row['revoked_at']}" if row["revoked_at"] else "active"
+            print(f"{row['token_id']} {row['name']} {','.join(row['scopes'])} "
+                  f"created={row['created_at']} {state}")
+    return EXIT_OK
+
+
 def cmd_queue(container: Any, args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
@@ -355,6 +386,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "hold": cmd_hold,
     "consent": cmd_consent,
     "queue": cmd_queue,
+    "token": cmd_token,
 }
 
 

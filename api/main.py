@@ -1,4 +1,5 @@
-"""The HTTP application: health now; the compliance API and privacy portal come later."""
+"""The HTTP application: health, one-click unsubscribe, the compliance API (``/api/v1``,
+docs at ``/docs``); the privacy portal comes later."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from fastapi import FastAPI, Response
 
 from adapters import bootstrap
 from api.unsubscribe import add_unsubscribe_routes
+from api.v1 import build_router
 
 
 def create_app(container: bootstrap.Container | None = None) -> FastAPI:
     """Build the app around the running store (``serve`` sets it)."""
     store = container or bootstrap.current()
-    app = FastAPI(title="ledgermail", version="0.1.0", docs_url=None, redoc_url=None)
+    app = FastAPI(title="ledgermail", version="0.1.0", docs_url="/docs", redoc_url=None)
 
     @app.get("/health")
     def health(response: Response) -> dict[str, Any]:
@@ -34,4 +36,5 @@ def create_app(container: bootstrap.Container | None = None) -> FastAPI:
         }
 
     add_unsubscribe_routes(app, store)  # RFC 8058 one-click unsubscribe
+    app.include_router(build_router(store))  # the compliance API, /api/v1
     return app

@@ -123,3 +123,42 @@ class UnknownConsentRecord(DomainError):
 
     def __init__(self) -> None:
         super().__init__("no such consent record")
+
+
+class InvalidScope(DomainError):
+    def __init__(self, scope: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown token scope {scope!r}: expected one or more of {', '.join(known)}")
+
+
+class InvalidTokenName(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"invalid token name {name!r}: expected 1-64 characters of "
+                         "A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit")
+
+
+class TokenRejected(DomainError):
+    """An admin token that authenticates nobody (HTTP 401): malformed, unknown or revoked."""
+
+
+class InvalidToken(TokenRejected):
+    """Malformed, unknown or with a wrong secret: one message, so none can be probed."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid admin token")
+
+
+class TokenRevoked(TokenRejected):
+    def __init__(self) -> None:
+        super().__init__("admin token revoked")
+
+
+class UnknownTokenId(DomainError):
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"no admin token with id {token_id!r} (see: ledgermail token list)")
+
+
+class ScopeMissing(DomainError):
+    """The token is valid but does not grant the scope (HTTP 403)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"the admin token lacks the scope {scope!r}")
