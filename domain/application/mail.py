@@ -8,7 +8,7 @@ reach it (read-your-writes).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -593,6 +593,21 @@ class MailUseCases(AccountUseCases):
     def record_accesses(self, account_id: UUID, reads: list[tuple[list[UUID], str]]) -> int:
         """One MessagesAccessed event per read (per protocol command), all saved in one
         transaction: pipelined commands cost one commit, not one each."""
+
+        def record(ledger: AccessLedger) -> None:
+            for copy_ids, purpose in reads:
+                ledger.record(copy_ids=list(copy_ids), purpose=purpose)
+
+        return self._in_access_ledger(account_id, record)
+
+    def record_data_access(self, account_id: UUID, what: str, purpose: str) -> int:
+        """Record that the account holder's data (``what``: e.g. "subject summary",
+        "consents") was read, before it is shown (DESIGN §2, issue 7)."""
+        return self._in_access_ledger(account_id,
+                                      lambda ledger: ledger.record_data(what=what, purpose=purpose))
+
+    def _in_access_ledger(self, account_id: UUID, record: Callable[[AccessLedger], None]) -> int:
+        """Append to the account's access ledger (opened on first use); the position."""
         account: Account | None = self.peek(account_id)
         if account is None or account.erased:
             raise SubjectErased("the account")
@@ -603,8 +618,7 @@ class MailUseCases(AccountUseCases):
             if ledger is None:
                 ledger = AccessLedger(subject_id=account.subject_id, account_id=account.id)
             ledger.check_not_erased()
-            for copy_ids, purpose in reads:
-                ledger.record(copy_ids=list(copy_ids), purpose=purpose)
+            record(ledger)
             return self.save_with_envelope(ledger)
 
         return self.retrying("the access ledger", lambda: [ledger_id], body)

@@ -98,6 +98,12 @@ class AccessLedger(PersonalAggregate):
     def record(self, copy_ids: list[UUID], purpose: str) -> None:
         """One event per command (IMAP FETCH, POP3 RETR/TOP, export)."""
 
+    @event("DataAccessed")
+    def record_data(self, what: str, purpose: str) -> None:
+        """A read of the person's data other than message content (an API answer about
+        them: what is held, their consents, their history). ``what`` names the kind of
+        data, never the data; the audit envelope says who read it."""
+
 
 def access_ledger_id_for(account_id: UUID) -> UUID:
     return uuid5(account_id, "access-ledger")
