@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Response
 
 from adapters import bootstrap
+from api.erasure import build_erasure_router
+from api.subjects import build_subjects_router
 from api.unsubscribe import add_unsubscribe_routes
 from api.v1 import build_router
 
@@ -37,4 +39,6 @@ def create_app(container: bootstrap.Container | None = None) -> FastAPI:
 
     add_unsubscribe_routes(app, store)  # RFC 8058 one-click unsubscribe
     app.include_router(build_router(store))  # the compliance API, /api/v1
+    app.include_router(build_erasure_router(store))  # erasure and legal holds, /api/v1
+    app.include_router(build_subjects_router(store))  # subjects and consent, /api/v1/subjects
     return app

@@ -79,8 +79,10 @@ def _catch_up(store: bootstrap.Container) -> None:
                             headers={"Retry-After": "5"}) from None
 
 
-def build_router(store: bootstrap.Container) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["compliance"])
+def scope_guard(store: bootstrap.Container) -> Callable[[str], Callable[..., str]]:
+    """``require(scope)``: a dependency that checks the bearer token for ``scope`` and
+    gives the token id (401 without a valid token, 403 without the scope). Shared by
+    every ``/api/v1`` router."""
 
     # Routes take the token as ``= Depends(...)`` defaults: an ``Annotated`` hint naming
     # this local function could not be resolved from the module's globals.
@@ -102,6 +104,14 @@ def build_router(store: bootstrap.Container) -> APIRouter:
             return token_id
 
         return authorized
+
+    return require
+
+
+def build_router(store: bootstrap.Container) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["compliance"])
+
+    require = scope_guard(store)
 
     @router.get("/audit", response_model=list[AuditEntryPublic])
     def audit(

@@ -22,7 +22,13 @@ from domain.application.submission import SubmissionUseCases
 from domain.model.account import Account, AddressIndex
 from domain.model.base import Erased, ShreddedEvent
 from domain.model.compliance import ErasureRequest
-from domain.model.errors import LegalHoldActive, SubjectErased, UnknownAddress
+from domain.model.errors import (
+    DomainError,
+    LegalHoldActive,
+    SubjectErased,
+    UnknownAddress,
+    UnknownErasureRequest,
+)
 from domain.model.message import access_ledger_id_for, copy_id_for
 from domain.model.outbound import Outbox, outbound_message_id_for, outbox_id_for
 from domain.model.values import normalize_address
@@ -60,6 +66,16 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         Erasing again returns the same receipt. A legal hold raises ``LegalHoldActive``
         after recording the blocked request.
         """
+        request_id, _step = self.request_erasure(address, reason)
+        return self.run_erasure(request_id)
+
+    def request_erasure(self, address: str, reason: str) -> tuple[str, str]:
+        """Record an erasure request without running it; return (request id, step).
+
+        For an address already being (or already) erased, the existing request. A legal
+        hold raises ``LegalHoldActive`` after recording the blocked request. Run the
+        remaining steps with ``run_erasure`` (the HTTP API does, in the background).
+        """
         if not reason.strip():
             raise ValueError("an erasure needs a reason (it is recorded in the receipt)")
         address = normalize_address(address)
@@ -68,15 +84,40 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
             raise UnknownAddress(address)
         if index.erasure_id is not None:
             request: ErasureRequest = self.repository.get(index.erasure_id)
-            if request.receipt is not None and index.account_id is None:
-                return request.receipt
-            if request.receipt is None and request.blocked_by is None:
-                return self._run(request)
+            if (request.receipt is not None and index.account_id is None) or (
+                    request.receipt is None and request.blocked_by is None):
+                return str(request.id), request.step
         if index.account_id is None:
             raise UnknownAddress(address)
-        return self._start(index.account_id, reason.strip())
+        request = self._record_request(index.account_id, reason.strip())
+        return str(request.id), request.step
 
-    def _start(self, account_id: UUID, reason: str) -> dict[str, Any]:
+    def run_erasure(self, request_id: str) -> dict[str, Any]:
+        """Run (or resume) the recorded request's remaining steps; return the receipt."""
+        request = self._request(request_id)
+        if request.blocked_by is not None:
+            raise LegalHoldActive("the request was refused when it was made")
+        return self._run(request)
+
+    def erasure_status(self, request_id: str) -> dict[str, Any]:
+        """``{request_id, status, receipt}``; the receipt is ``None`` until completed."""
+        request = self._request(request_id)
+        return {"request_id": str(request.id), "status": request.step, "receipt": request.receipt}
+
+    def _request(self, request_id: str) -> ErasureRequest:
+        try:
+            request_uuid = UUID(request_id)
+        except (ValueError, AttributeError, TypeError):
+            raise UnknownErasureRequest(request_id) from None
+        try:
+            request = self.load_or_none(request_uuid)
+        except DomainError:  # another aggregate's id, e.g. an erased person's stream
+            raise UnknownErasureRequest(request_id) from None
+        if not isinstance(request, ErasureRequest):
+            raise UnknownErasureRequest(request_id)
+        return request
+
+    def _record_request(self, account_id: UUID, reason: str) -> ErasureRequest:
         account: Account = self.load(account_id, what="this person")
         pseudonym = self.pseudonym_of(account.subject_id)
         index_ids = [self.ports.pseudonyms.address_index_id(a) for a in account.addresses]
@@ -91,7 +132,7 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         for index in indexes:
             index.start_erasure(request.id)
         self.save_with_envelope(request, *indexes, subject=pseudonym)
-        return self._run(request)
+        return request
 
     def _run(self, request: ErasureRequest) -> dict[str, Any]:
         with acting(purpose="erasure"):

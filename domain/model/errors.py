@@ -98,6 +98,11 @@ class LegalHoldActive(DomainError):
         super().__init__(f"erasure blocked by a legal hold: {reason}")
 
 
+class UnknownErasureRequest(DomainError):
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no erasure request {request_id[:64]!r}")
+
+
 class ConcurrencyExhausted(DomainError):
     """Too many concurrent writers kept winning the race; the caller should retry later."""
 

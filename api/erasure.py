@@ -1,0 +1,145 @@
+"""Erasure (GDPR Art. 17) and legal holds through the compliance API, ``/api/v1`` (issue 7).
+
+``POST /erasures`` records the request at once (a legal hold refuses it with 409, and the
+refusal is recorded by the use case) and answers 202 with the request id; the workflow
+(DESIGN §3) runs in a background thread, acting as the token. ``GET /erasures/{id}``
+shows the step reached and, once completed, the receipt. Routes call use cases only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel, Field
+
+from adapters import bootstrap
+from api.v1 import scope_guard
+from domain.application.context import acting
+from domain.model.errors import (
+    ConcurrencyExhausted,
+    DomainError,
+    InvalidAddress,
+    LegalHoldActive,
+    SubjectErased,
+    UnknownAddress,
+    UnknownErasureRequest,
+)
+
+log = logging.getLogger(__name__)
+
+ErasureStatus = Literal["requested", "marked", "purged", "shredded", "completed", "blocked"]
+AddressPath = Annotated[str, Path(min_length=3, max_length=320, description="the subject's address")]
+
+
+class ErasureCreate(BaseModel):
+    address: str = Field(min_length=3, max_length=320)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ErasurePublic(BaseModel):
+    request_id: str
+    status: ErasureStatus
+    receipt: dict[str, Any] | None = None
+
+
+class LegalHoldCreate(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class LegalHoldPublic(BaseModel):
+    address: str
+    hold: Literal["placed", "released"]
+
+
+def _refusal(error: Exception) -> HTTPException:
+    """A domain error as a 4xx (or 503 to retry); never a 500."""
+    if isinstance(error, UnknownAddress | InvalidAddress | SubjectErased | UnknownErasureRequest):
+        return HTTPException(status_code=404, detail="unknown subject or request")
+    if isinstance(error, LegalHoldActive):
+        return HTTPException(status_code=409, detail=str(error))
+    if isinstance(error, ConcurrencyExhausted):
+        return HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "5"})
+    if isinstance(error, ValueError):
+        return HTTPException(status_code=422, detail=str(error))
+    return HTTPException(status_code=409, detail=str(error))
+
+
+def build_erasure_router(store: bootstrap.Container) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["erasure"])
+    require = scope_guard(store)
+    running: set[str] = set()
+    lock = threading.Lock()
+
+    def run_in_background(request_id: str, token_id: str) -> None:
+        """One worker per request: a second POST while it runs starts nothing."""
+        with lock:
+            if request_id in running:
+                return
+            running.add(request_id)
+
+        def work() -> None:
+            try:
+                with acting(f"token:{token_id}", protocol="http", purpose="erasure"):
+                    store.app.run_erasure(request_id)
+            except Exception:  # the request stays open; a second POST resumes it
+                log.exception("erasure %s stopped; POST it again to resume", request_id)
+            finally:
+                with lock:
+                    running.discard(request_id)
+
+        threading.Thread(target=work, name=f"erasure-{request_id[:8]}", daemon=True).start()
+
+    @router.post("/erasures", status_code=202, response_model=ErasurePublic,
+                 responses={404: {"description": "unknown subject"},
+                            409: {"description": "a legal hold blocks the erasure (its reason)"}})
+    def create_erasure(body: ErasureCreate,
+                       token: str = Depends(require("erasure:write"))) -> ErasurePublic:  # noqa: B008
+        """Record an erasure request and run it in the background; poll its status."""
+        try:
+            with acting(f"token:{token}", protocol="http", purpose="erasure"):
+                request_id, _step = store.app.request_erasure(body.address, body.reason)
+                status = store.app.erasure_status(request_id)
+        except (DomainError, ValueError) as error:
+            raise _refusal(error) from None
+        if status["status"] not in ("completed", "blocked"):
+            run_in_background(request_id, token)
+        return ErasurePublic(**status)
+
+    @router.get("/erasures/{request_id}", response_model=ErasurePublic,
+                responses={404: {"description": "unknown request"}})
+    def erasure_status(request_id: Annotated[str, Path(max_length=64)],
+                       _token: str = Depends(require("erasure:write"))) -> ErasurePublic:  # noqa: B008
+        """The step an erasure reached; the receipt once completed."""
+        try:
+            return ErasurePublic(**store.app.erasure_status(request_id))
+        except (DomainError, ValueError) as error:
+            raise _refusal(error) from None
+
+    @router.post("/subjects/{address}/hold", status_code=201, response_model=LegalHoldPublic,
+                 responses={404: {"description": "unknown subject"}})
+    def place_hold(address: AddressPath, body: LegalHoldCreate,
+                   token: str = Depends(require("holds:write"))) -> LegalHoldPublic:  # noqa: B008
+        """Place a legal hold: it blocks erasure until released."""
+        try:
+            with acting(f"token:{token}", protocol="http", purpose="legal-hold"):
+                store.app.place_legal_hold(address, body.reason)
+        except (DomainError, ValueError) as error:
+            raise _refusal(error) from None
+        return LegalHoldPublic(address=address.lower(), hold="placed")
+
+    @router.delete("/subjects/{address}/hold", response_model=LegalHoldPublic,
+                   responses={404: {"description": "unknown subject"}})
+    def release_hold(address: AddressPath,
+                     token: str = Depends(require("holds:write"))) -> LegalHoldPublic:  # noqa: B008
+        """Release the legal hold (nothing to do when there is none)."""
+        try:
+            with acting(f"token:{token}", protocol="http", purpose="legal-hold"):
+                store.app.release_legal_hold(address)
+        except (DomainError, ValueError) as error:
+            raise _refusal(error) from None
+        return LegalHoldPublic(address=address.lower(), hold="released")
+
+    return router
