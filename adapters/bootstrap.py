@@ -527,3 +527,15 @@ def verify_audit_trail(container: Container) -> Any:
     from adapters.audit_check import verify_audit  # it imports this module
 
     return verify_audit(container)
+
+
+def write_subject_export(container: Container, address: str, out: Any) -> dict[str, int]:
+    """``ledgermail export ADDRESS --out FILE`` for callers outside adapters (the API):
+    the use case ``export_subject`` records the read, then the zip is written to ``out``
+    (a ``Path``) atomically; returns the counts."""
+    from adapters.export_archive import write_archive
+
+    export = container.app.export_subject(address)
+    container.catch_up()
+    history = container.audit_trail.rows(export.subject_pseudonym)
+    return write_archive(out, export, history)

@@ -9,6 +9,8 @@ from fastapi import FastAPI, Response
 
 from adapters import bootstrap
 from api.erasure import build_erasure_router
+from api.exports import build_exports_router
+from api.metrics import add_metrics_route
 from api.subjects import build_subjects_router
 from api.unsubscribe import add_unsubscribe_routes
 from api.v1 import build_router
@@ -37,8 +39,10 @@ def create_app(container: bootstrap.Container | None = None) -> FastAPI:
             "error": store.projections.last_error,
         }
 
+    add_metrics_route(app, store)  # Prometheus /metrics, unauthenticated like /health
     add_unsubscribe_routes(app, store)  # RFC 8058 one-click unsubscribe
     app.include_router(build_router(store))  # the compliance API, /api/v1
     app.include_router(build_erasure_router(store))  # erasure and legal holds, /api/v1
     app.include_router(build_subjects_router(store))  # subjects and consent, /api/v1/subjects
+    app.include_router(build_exports_router(store))  # access requests (export), /api/v1/exports
     return app
