@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import ssl
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 from uuid import UUID
@@ -61,6 +63,52 @@ VIEW_DBS = {
     MailboxViewProjection.name: "mailbox_view.sqlite",
     AuditTrailProjection.name: "audit_trail.sqlite",
 }
+
+
+#: Where export archives built for the API wait to be fetched: one folder per account,
+#: so the erasure workflow deletes a person's with the rest of them (``ExportFiles``).
+EXPORTS_DIR = "exports"
+
+
+class ExportFiles:
+    """The ``PersonalFiles`` port over ``<data>/exports/<account id>/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder_of(self, account_id: UUID) -> Path:
+        folder = self.root / str(account_id)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        return folder
+
+    def purge(self, account_id: UUID) -> int:
+        folder = self.root / str(account_id)
+        if not folder.is_dir():
+            return 0
+        removed = 0
+        for path in folder.iterdir():
+            path.unlink(missing_ok=True)
+            removed += 1
+        folder.rmdir()
+        return removed
+
+    def purge_all(self) -> None:
+        """Archives an earlier process built: its jobs are gone, and they hold personal data."""
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if folder.is_dir():
+                    for path in folder.iterdir():
+                        path.unlink(missing_ok=True)
+                    folder.rmdir()
+                else:
+                    folder.unlink(missing_ok=True)
+
+
+def export_files(container: Container) -> ExportFiles:
+    files = container.app.ports.personal_files
+    assert isinstance(files, ExportFiles)
+    return files
 
 
 class StartupError(Exception):
@@ -301,6 +349,7 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
             clock=SystemClock(),
             backup_retention_days=settings.compliance.backup_retention_days,
             default_quota_bytes=settings.default_quota_bytes,
+            personal_files=ExportFiles(settings.data_dir / EXPORTS_DIR),
         )
         app = LedgerMail(env=env, ports=ports)
     app.max_message_bytes = settings.max_message_bytes

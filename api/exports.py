@@ -6,12 +6,13 @@ export ADDRESS --out FILE``; the use case ``export_subject`` records the read in
 trail. ``GET /exports/{id}`` polls; ``GET /exports/{id}/download`` gives the zip once done
 (409 while running); ``DELETE /exports/{id}`` removes the file.
 
-Export jobs live in memory, per process: a restart of ``serve`` forgets them (the files
-stay under ``<data_dir>/exports/`` until removed). Acceptable for now.
+Export jobs live in memory, per process: a restart of ``serve`` forgets them, and the
+archives an earlier process left are deleted when the API starts.
 
-The zip holds personal data. It is written to ``<data_dir>/exports/`` (directory 0700,
-file 0600) and is not removed on download: DELETE it once handed over, and in any case
-when the subject is erased afterwards; erasure does not reach a file already exported.
+The zip holds personal data. It is written to ``<data_dir>/exports/<account id>/``
+(directories 0700, file 0600; ``bootstrap.ExportFiles``) and is not removed on download:
+DELETE it once handed over. Erasing the person deletes the folder, from whichever
+process erases (the ``PersonalFiles`` port of the erasure workflow).
 Routes call use cases (through ``adapters.bootstrap``) only (DESIGN §1).
 """
 
@@ -68,16 +69,10 @@ def build_exports_router(store: bootstrap.Container) -> APIRouter:
     jobs: dict[str, _Job] = {}
     lock = threading.Lock()
 
-    def export_dir() -> FilePath:
-        directory = FilePath(store.settings.data_dir) / "exports"
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
-        return directory
-
-    # Jobs live in this process only: zips an earlier process left are nobody's now,
+    files = bootstrap.export_files(store)
+    # Jobs live in this process only: archives an earlier process left are nobody's now,
     # and they hold personal data (DESIGN §3), so they go.
-    for leftover in (FilePath(store.settings.data_dir) / "exports").glob("*.zip"):
-        leftover.unlink(missing_ok=True)
+    files.purge_all()
 
     def sweep() -> None:
         """Drop the zips of people erased since their export was made (DESIGN §3)."""
@@ -125,7 +120,7 @@ def build_exports_router(store: bootstrap.Container) -> APIRouter:
         except (DomainError, ValueError):
             raise HTTPException(status_code=404, detail="unknown subject") from None
         export_id = secrets.token_urlsafe(24)
-        job = _Job(path=export_dir() / f"{export_id}.zip", account_id=account_id)
+        job = _Job(path=files.folder_of(account_id) / f"{export_id}.zip", account_id=account_id)
         with lock:
             jobs[export_id] = job
         threading.Thread(target=work, args=(export_id, job, body.address, token),

@@ -71,6 +71,15 @@ class Pseudonymizer(Protocol):
         ...
 
 
+class PersonalFiles(Protocol):
+    """Files written outside the stores that hold one person's data (the export archives
+    the API builds). Erasure deletes them with the rest (DESIGN §3)."""
+
+    def purge(self, account_id: UUID) -> int:
+        """Delete every such file of the account; return how many there were."""
+        ...
+
+
 class PasswordHasher(Protocol):
     def hash(self, password: str) -> str: ...
 

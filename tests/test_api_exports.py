@@ -36,6 +36,11 @@ def admin(store: Container) -> dict[str, str]:
     return bearer(plaintext)
 
 
+def export_path(store: Container, address: str, export_id: str) -> Any:
+    """Where the archive waits: ``<data>/exports/<account id>/<export id>.zip``."""
+    return store.settings.data_dir / "exports" / str(store.app.account_id_for(address)) / f"{export_id}.zip"
+
+
 def wait_until_done(client: TestClient, headers: dict[str, str], export_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
@@ -66,10 +71,10 @@ def test_an_export_is_accepted_built_in_the_background_downloaded_and_deleted(
         assert json.loads(archive.read("account.json"))["address"] == "erin@example.test"
         assert b"the exported text" in archive.read("mailboxes/INBOX.mbox")
 
-    path = store.settings.data_dir / "exports" / f"{export_id}.zip"
+    path = export_path(store, "erin@example.test", export_id)
     assert path.exists()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
 
     # The read is recorded, naming the token.
     store.catch_up()
@@ -143,16 +148,18 @@ def test_an_export_zip_is_removed_once_its_subject_is_erased(
     response = client.post("/api/v1/exports", headers=admin, json={"address": "erin@example.test"})
     export_id = response.json()["export_id"]
     assert wait_until_done(client, admin, export_id)["status"] == "done"
-    path = store.settings.data_dir / "exports" / f"{export_id}.zip"
+    path = export_path(store, "erin@example.test", export_id)
     assert path.exists()
-    store.app.erase_subject("erin@example.test", "request 9")
+    receipt = store.app.erase_subject("erin@example.test", "request 9")
+    # The erasure itself deletes it (the CLI erases in another process than the API).
+    assert receipt["export_files_deleted"] == 1
+    assert not path.exists() and not path.parent.exists()
     assert client.get(f"/api/v1/exports/{export_id}", headers=admin).status_code == 404
-    assert not path.exists()
 
 
 def test_zips_left_by_an_earlier_process_are_removed_when_the_api_starts(store: Container) -> None:
-    leftover = store.settings.data_dir / "exports" / "old.zip"
+    leftover = store.settings.data_dir / "exports" / "0f3c9a2e-0000-4000-8000-000000000000" / "old.zip"
     leftover.parent.mkdir(parents=True, exist_ok=True)
     leftover.write_bytes(b"PK personal data")
     create_app(store)
-    assert not leftover.exists()
+    assert not leftover.exists() and not leftover.parent.exists()

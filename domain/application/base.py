@@ -21,7 +21,15 @@ from domain.model.account import Account
 from domain.model.base import ENVELOPE, LedgerAggregate, PersonalAggregate
 from domain.model.errors import ConcurrencyExhausted, SubjectErased
 from domain.model.mailbox import Mailbox
-from domain.ports import BlobStore, Clock, KeyStore, PasswordHasher, Pseudonymizer, ReadModels
+from domain.ports import (
+    BlobStore,
+    Clock,
+    KeyStore,
+    PasswordHasher,
+    PersonalFiles,
+    Pseudonymizer,
+    ReadModels,
+)
 
 T = TypeVar("T")
 
@@ -58,6 +66,7 @@ class Ports:
     #: Told to the person in erasure receipts: when backups holding their key expire.
     backup_retention_days: int = 30
     default_quota_bytes: int = 1 << 30
+    personal_files: PersonalFiles | None = None
 
 
 class _StripedLocks:

@@ -246,6 +246,8 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         # Bodies no other person holds. Deleted now, or already gone on a resumed run.
         unheld = [b for b in request.blob_ids if b not in still_held]
         self.ports.blobs.delete_many(unheld)
+        files = self.ports.personal_files
+        files_deleted = files.purge(request.account_id) if files is not None else 0
         verification = self._verify(request)
         if not verification["passed"]:
             raise ErasureIncomplete(f"verification failed: {verification}")
@@ -262,6 +264,7 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
             "projection_positions": request.projection_positions,
             "blobs_deleted": sorted(unheld),
             "blobs_kept_for_other_recipients": len(still_held),
+            "export_files_deleted": files_deleted,
             "verification": verification,
             "backups_expire_by": (completed_at + timedelta(days=self.ports.backup_retention_days))
             .date().isoformat(),
