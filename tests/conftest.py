@@ -14,9 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from adapters.bootstrap import Container, build, schemas_for
 from adapters.config import Settings, load_settings
+from api.main import create_app
 from domain.application.context import acting
 
 PG_DSN = os.environ.get("LEDGERMAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -91,3 +93,9 @@ def store(settings: Settings) -> Iterator[Container]:
             yield container
     finally:
         container.close()
+
+
+@pytest.fixture
+def client(store: Container) -> TestClient:
+    """The HTTP application over ``store``, for the API tests."""
+    return TestClient(create_app(store))

@@ -16,18 +16,10 @@ from fastapi.testclient import TestClient
 
 from adapters.bootstrap import Container
 from api.main import create_app
+from tests.api_support import bearer
 
 PASSWORD = "correct horse battery"
 WAIT_SECONDS = 60.0
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def client(store: Container) -> TestClient:
-    return TestClient(create_app(store))
 
 
 @pytest.fixture

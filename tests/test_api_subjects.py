@@ -4,24 +4,14 @@ in the access ledger under the token, consent given, listed and withdrawn (idemp
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 
 from adapters.bootstrap import Container
-from api.main import create_app
+from tests.api_support import bearer
 
 PASSWORD = "correct horse battery"
 ALICE = "alice@example.test"
 RAW = b"From: bob@sender.test\r\nSubject: hello\r\n\r\nbody\r\n"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def client(store: Container) -> TestClient:
-    return TestClient(create_app(store))
 
 
 def data_accessed(store: Container) -> list[tuple[str, str]]:

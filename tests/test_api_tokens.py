@@ -11,19 +11,10 @@ from fastapi.testclient import TestClient
 
 from adapters.bootstrap import Container, notifications
 from adapters.config import Settings
-from api.main import create_app
 from domain.model.admin_token import AdminToken, admin_token_id_for, hash_secret
 from domain.model.errors import InvalidScope, InvalidToken, ScopeMissing, TokenRevoked, UnknownTokenId
+from tests.api_support import bearer
 from tests.test_cli import assert_one_line_error, ledgermail
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def client(store: Container) -> TestClient:
-    return TestClient(create_app(store))
 
 
 def test_a_token_is_shown_once_checked_by_scope_and_revoked(store: Container) -> None:

@@ -55,6 +55,7 @@ from adapters.smtp.routing import (
     parse_smarthost,
     route,
 )
+from domain.application.base import iso_time, parse_iso_time
 from domain.application.context import acting
 from domain.application.outbound import AttemptRecord, OutboundJob, RetryPolicy
 from domain.application.service import LedgerMail
@@ -157,7 +158,7 @@ class QueueWorker:
         wanted, self._wanted_position = self._wanted_position, 0
         if wanted and self.caught_up is not None:
             await asyncio.to_thread(self.caught_up, wanted)
-        now = _iso(self.app.ports.clock.now())
+        now = iso_time(self.app.ports.clock.now())
         listed = await asyncio.to_thread(self.view.due_outbound, now,
                                          self.options.batch_size + len(self._in_flight))
         due = [message_id for message_id in listed if message_id not in self._in_flight]
@@ -436,7 +437,7 @@ class QueueWorker:
         now = self.app.ports.clock.now()
         kind = next(kinds[a] for a in ("failed", "delayed", "delivered")
                      if any(row["action"] == a for row in wanted))
-        expiry = _parse(message.queued_at).timestamp() + self.options.policy.max_age
+        expiry = parse_iso_time(message.queued_at).timestamp() + self.options.policy.max_age
         statuses = [RecipientStatus(
             recipient=row["address"], action=row["action"], status=_status_for(row),
             original_recipient=row.get("orcpt"), remote_mta=row.get("host") or None,
@@ -446,7 +447,7 @@ class QueueWorker:
         ) for row in wanted]
         return build_dsn(reporting_mta=self.options.hostname, original=original, sender=message.mail_from,
                          recipients=statuses, envid=message.envid, ret=message.ret,
-                         arrival=_parse(message.queued_at), now=now, kind=kind)
+                         arrival=parse_iso_time(message.queued_at), now=now, kind=kind)
 
 
 def _status_for(row: dict[str, Any]) -> str:
@@ -490,13 +491,3 @@ def _with_unsubscribe(body: bytes, url: str) -> bytes:
               + b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + newline)
     return fields + body
 
-
-_ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime(_ISO)
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, _ISO).replace(tzinfo=UTC)

@@ -50,6 +50,18 @@ class BytesAsBase64(Transcoding):
         return base64.b64decode(data)
 
 
+#: How events and views write times: UTC, microseconds, so they compare as strings.
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def iso_time(moment: datetime) -> str:
+    return moment.strftime(ISO_FORMAT)
+
+
+def parse_iso_time(text: str) -> datetime:
+    return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=UTC)
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -112,7 +124,7 @@ class LedgerApplication(Application[UUID]):
     # -- saving with an audit envelope -------------------------------------------------
 
     def now_iso(self) -> str:
-        return self.ports.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return iso_time(self.ports.clock.now())
 
     def envelope(self, subject_pseudonym: str | None) -> dict[str, Any]:
         actor = current_actor()

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
+from domain.application.base import iso_time
 from domain.application.consent import ConsentUseCases
 from domain.application.context import acting
 from domain.application.mail import StoredMessage
@@ -257,7 +258,7 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
             "subject_pseudonym": request.subject_pseudonym,
             "reason": request.reason,
             "requested_at": request.requested_at,
-            "completed_at": completed_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "completed_at": iso_time(completed_at),
             "destroyed_key_ids": request.key_ids,
             "streams_marked": len(request.stream_ids),
             "marker_position": request.marker_position,

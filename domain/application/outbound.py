@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from domain.application.base import iso_time, parse_iso_time
 from domain.application.mail import MailUseCases, _UidSlots, format_internal_date
 from domain.model.errors import DomainError, SubjectErased
 from domain.model.mailbox import Mailbox
@@ -81,7 +82,7 @@ class QueueUseCases(MailUseCases):
         ``seconds``; return them with their bodies. A message another node leased first
         is skipped: its lease event won the version."""
         now = self.ports.clock.now()
-        now_iso, until = _iso(now), _iso(now + timedelta(seconds=seconds))
+        now_iso, until = iso_time(now), iso_time(now + timedelta(seconds=seconds))
 
         def body() -> list[OutboundMessage]:
             leased = []
@@ -187,14 +188,14 @@ class QueueUseCases(MailUseCases):
     def _settle(self, message: OutboundMessage, record: AttemptRecord, now: datetime,
                 policy: RetryPolicy) -> list[dict[str, Any]]:
         """Apply one attempt to ``message``; return the rows to report (maybe none)."""
-        at = _iso(now)
+        at = iso_time(now)
         # Recipients settled before the first attempt (held back at submission) are
         # reported with it, as if settled now.
         before = set(message.outcomes) if message.attempts else set()
         if record.suppressed and message.purpose is not None:
             message.suppress(record.suppressed, message.purpose, at)
         message.attempted(at, record.results)
-        age = (now - _parse(message.queued_at)).total_seconds()
+        age = (now - parse_iso_time(message.queued_at)).total_seconds()
         pending = message.pending()
         if pending and age >= policy.max_age:
             message.expire(at, {r["address"]: r for r in record.results})
@@ -213,9 +214,9 @@ class QueueUseCases(MailUseCases):
             rows += [_row(r, {**last.get(r["address"], {}), "action": "delayed"}) for r in pending]
         # The next try, but never after the message's expiry: the last attempt comes
         # at the maximum age, and its failure expires the message (as Postfix does).
-        expiry = _parse(message.queued_at) + timedelta(seconds=policy.max_age)
+        expiry = parse_iso_time(message.queued_at) + timedelta(seconds=policy.max_age)
         next_try = min(now + timedelta(seconds=policy.backoff(message.attempts)), expiry)
-        message.defer(_iso(max(next_try, now)))
+        message.defer(iso_time(max(next_try, now)))
         return rows
 
 
@@ -225,13 +226,3 @@ def _row(recipient: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
     return {**recipient, "action": action, "code": code, "status": outcome.get("status") or "4.0.0",
             "text": outcome.get("text") or "", "host": outcome.get("host") or ""}
 
-
-_ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime(_ISO)
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, _ISO).replace(tzinfo=UTC)
