@@ -35,6 +35,7 @@ from adapters.intake import Intake
 from adapters.login_throttle import LoginThrottle
 from adapters.pop3.server import Pop3Service
 from adapters.projection_host import ProjectionHost, ProjectionSpec
+from adapters.retention_scheduler import RetentionScheduler
 from adapters.scanners.noop import AcceptAll
 from adapters.smtp.dkim_keys import DkimKeyring
 from adapters.smtp.dkim_signing import dns_records, mta_sts_policy, normalise_domain
@@ -237,6 +238,9 @@ class ProjectionReadModels:
 
     def storage_of(self, account_id: UUID) -> tuple[int, int] | None:
         return self.mailbox_view.storage_of(account_id)
+
+    def message_dates(self, mailbox_id: UUID) -> list[tuple[int, str]]:
+        return self.mailbox_view.message_dates(mailbox_id)
 
     def rows_for_streams(self, stream_ids: list[str]) -> int:
         return self.mailbox_view.rows_for_streams(stream_ids)
@@ -549,6 +553,14 @@ def queue_worker(container: Container, resolver: Resolver | None = None,
     return QueueWorker(app, container.mailbox_view, options, resolver, sts,
                        dkim_keyring(container) if out.dkim else None, unsubscribe_url,
                        _read_your_writes(container))
+
+
+def retention_scheduler(container: Container, interval: float | None = None) -> RetentionScheduler:
+    """The retention scheduler ``serve`` runs: on the node that leads the projections,
+    every ``retention.interval`` seconds (or ``interval``)."""
+    every = interval if interval is not None else container.settings.retention.interval
+    projections = container.projections
+    return RetentionScheduler(container.app, every, lambda: projections.is_leading)
 
 
 def unsubscribe_tokens(container: Container) -> UnsubscribeTokens:

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(passwd, top=False)
     passwd.add_argument("address")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    profile = user_cmds.add_parser("profile", help="show or correct an account's profile data "
+                                   "(GDPR Art. 16); an empty value removes a field")
+    _common(profile, top=False)
+    profile.add_argument("address")
+    for field_name in ("display-name", "organization", "locale", "time-zone"):
+        profile.add_argument(f"--{field_name}", metavar="TEXT")
 
     alias = command("alias", "extra addresses delivering to an account")
     alias_cmds = alias.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -113,15 +119,39 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--verify", action="store_true", help="exit 0 only when the trail is intact")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    hold = command("hold", "legal holds (a hold blocks erasure)")
+    hold = command("hold", "legal holds (a hold blocks erasure, and retention for its scope)")
     hold_cmds = hold.add_subparsers(dest="action", metavar="ACTION", required=True)
-    place = hold_cmds.add_parser("place", help="place a legal hold on an account")
+    place = hold_cmds.add_parser("place", help="place a legal hold on an account; prints its case id")
     _common(place, top=False)
     place.add_argument("address")
     place.add_argument("--reason", required=True)
-    release = hold_cmds.add_parser("release", help="release an account's legal hold")
+    place.add_argument("--case-id", help="the case reference (default: a new case-<random>)")
+    place.add_argument("--scope", default="all", metavar="all|MAILBOX",
+                       help="the whole account (all, the default) or one mailbox")
+    release = hold_cmds.add_parser("release", help="release an account's legal holds (or one)")
     _common(release, top=False)
     release.add_argument("address")
+    release.add_argument("--case-id", help="release only this hold")
+    hold_list = hold_cmds.add_parser("list", help="list active holds (of one account, or all)")
+    _common(hold_list, top=False)
+    hold_list.add_argument("address", nargs="?")
+
+    retention = command("retention", "retention policies: delete mail older than N days (Art. 5(1)(e))")
+    retention_cmds = retention.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rule_set = retention_cmds.add_parser("set", help="keep mail in a mailbox (or the account) N days")
+    _common(rule_set, top=False)
+    rule_set.add_argument("address")
+    rule_set.add_argument("--days", required=True, type=int, metavar="N", help="maximum age in days")
+    rule_set.add_argument("--mailbox", metavar="NAME", help="the mailbox (default: the whole account)")
+    rule_clear = retention_cmds.add_parser("clear", help="remove a mailbox's (or the account) rule")
+    _common(rule_clear, top=False)
+    rule_clear.add_argument("address")
+    rule_clear.add_argument("--mailbox", metavar="NAME", help="the mailbox (default: the account rule)")
+    rule_list = retention_cmds.add_parser("list", help="list rules (of one account, or all)")
+    _common(rule_list, top=False)
+    rule_list.add_argument("address", nargs="?")
+    _common(retention_cmds.add_parser("run", help="apply every policy now (serve does it on an interval)"),
+            top=False)
 
     consent = command("consent", "the consent ledger: who agreed to which purpose (DESIGN §4)")
     consent_cmds = consent.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -208,6 +238,13 @@ def cmd_user(container: Any, args: argparse.Namespace) -> int:
         password = read_password(args)
         app.change_password(args.address, password)
         print(f"password of {args.address.lower()} changed")
+    elif args.action == "profile":
+        changes = {name: getattr(args, name) for name in ("display_name", "organization", "locale",
+                                                          "time_zone") if getattr(args, name) is not None}
+        profile = (app.rectify_profile(args.address, changes) if changes
+                   else dict(app.account_for(args.address).profile))
+        for name in ("display_name", "organization", "locale", "time_zone"):
+            print(f"{name}: {profile.get(name, '')}")
     else:
         container.catch_up()
         for row in container.mailbox_view.accounts():
@@ -311,12 +348,38 @@ def cmd_audit(container: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_hold(container: Any, args: argparse.Namespace) -> int:
+    app = container.app
     if args.action == "place":
-        container.app.place_legal_hold(args.address, args.reason)
-        print(f"legal hold placed on {args.address.lower()}")
+        case_id = app.place_legal_hold(args.address, args.reason, case_id=args.case_id, scope=args.scope)
+        print(f"legal hold {case_id} placed on {args.address.lower()} (scope {args.scope})")
+    elif args.action == "release":
+        released = app.release_legal_hold(args.address, args.case_id)
+        print(f"{released} legal hold(s) on {args.address.lower()} released")
     else:
-        container.app.release_legal_hold(args.address)
-        print(f"legal hold on {args.address.lower()} released")
+        for row in app.legal_holds(args.address):
+            print(f"{row['address']} {row['case_id']} scope={row['scope']} placed={row['placed_at']} "
+                  f"reason={json.dumps(row['reason'])}")
+    return EXIT_OK
+
+
+def cmd_retention(container: Any, args: argparse.Namespace) -> int:
+    app = container.app
+    where = getattr(args, "mailbox", None) or "(whole account)"
+    if args.action == "set":
+        app.set_retention(args.address, args.mailbox, args.days)
+        print(f"retention of {args.address.lower()} {where}: {args.days} days")
+    elif args.action == "clear":
+        if app.clear_retention(args.address, args.mailbox):
+            print(f"retention rule of {args.address.lower()} {where} cleared")
+        else:
+            print(f"{args.address.lower()} has no rule for {where}; nothing recorded")
+    elif args.action == "list":
+        for row in app.retention_policies(args.address):
+            print(f"{row['address']} {row['mailbox'] or '*'} {row['max_age_days']} days set={row['set_at']}")
+    else:
+        counts = app.apply_retention()
+        print(f"retention run: {counts['accounts']} account(s) with rules, {counts['deleted']} "
+              f"message(s) deleted, {counts['held']} kept under a legal hold")
     return EXIT_OK
 
 
@@ -384,6 +447,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "erase": cmd_erase,
     "audit": cmd_audit,
     "hold": cmd_hold,
+    "retention": cmd_retention,
     "consent": cmd_consent,
     "queue": cmd_queue,
     "token": cmd_token,

@@ -225,6 +225,26 @@ class Compliance(BaseModel):
     backup_retention_days: int = 30
 
 
+class Portal(BaseModel):
+    """The privacy portal's sessions (``/portal``, issue 7): server-side, in memory."""
+
+    #: A session unused this long is over (OWASP: 15-30 minutes for personal data).
+    session_idle_seconds: float = Field(default=900.0, gt=0)
+    #: However busy, a session ends this long after login.
+    session_max_seconds: float = Field(default=28800.0, gt=0)
+
+
+class Retention(BaseModel):
+    """The retention scheduler inside ``serve`` (issue 7): applies every account's
+    retention policy as events, on the node that leads the projections."""
+
+    #: Run the scheduler inside ``serve`` (off: only ``ledgermail retention run`` and
+    #: ``POST /api/v1/retention/run`` apply the policies).
+    enabled: bool = True
+    #: Seconds between runs; the first run comes right after start.
+    interval: float = Field(default=3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     hostname: str = "localhost"
@@ -243,6 +263,8 @@ class Settings(BaseSettings):
     crypto: Crypto = Crypto()
     compliance: Compliance = Compliance()
     outbound: Outbound = Outbound()
+    retention: Retention = Retention()
+    portal: Portal = Portal()
 
     model_config = SettingsConfigDict(env_prefix="LEDGERMAIL_", env_nested_delimiter="__",
                                       extra="forbid")

@@ -82,6 +82,8 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     tasks: list[asyncio.Task[None]] = []
     if container.worker is not None:
         tasks.append(asyncio.create_task(container.worker.run(stop)))
+    if settings.retention.enabled:  # issue 7: retention policies applied as events
+        tasks.append(asyncio.create_task(bootstrap.retention_scheduler(container).run(stop)))
     if "http" in sockets:
         config = uvicorn.Config(HTTP_APP, factory=True, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)

@@ -1,5 +1,10 @@
 """Erasure (GDPR Art. 17) and legal holds through the compliance API, ``/api/v1`` (issue 7).
 
+A hold has a case id (given, or ``case-<random>``), a reason and a scope (``all`` or a
+mailbox name); ``DELETE .../hold`` releases every hold of the account,
+``DELETE .../hold/{case_id}`` one. ``GET /holds`` lists the active holds
+(``holds:read``). Placing a case id already placed is a 409: release it to change it.
+
 ``POST /erasures`` records the request at once (a legal hold refuses it with 409, and the
 refusal is recorded by the use case) and answers 202 with the request id; the workflow
 (DESIGN §3) runs in a background thread, acting as the token. ``GET /erasures/{id}``
@@ -12,17 +17,20 @@ import logging
 import threading
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from adapters import bootstrap
-from api.v1 import scope_guard
+from api.v1 import record_reads, scope_guard
 from domain.application.context import acting
 from domain.model.errors import (
     ConcurrencyExhausted,
     DomainError,
     InvalidAddress,
+    InvalidLegalHold,
+    InvalidMailboxName,
     LegalHoldActive,
+    MailboxNotFound,
     SubjectErased,
     UnknownAddress,
     UnknownErasureRequest,
@@ -47,11 +55,27 @@ class ErasurePublic(BaseModel):
 
 class LegalHoldCreate(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
+    #: The court's or ticket's reference; omitted: one is made (``case-<random>``).
+    case_id: str | None = Field(default=None, min_length=1, max_length=128)
+    #: ``all`` (the whole account) or the name of one of its mailboxes.
+    scope: str = Field(default="all", min_length=1, max_length=1000)
 
 
 class LegalHoldPublic(BaseModel):
     address: str
     hold: Literal["placed", "released"]
+    #: The placed hold's case id (on placing).
+    case_id: str | None = None
+    #: How many holds were released (on releasing; 0 when none was placed).
+    released: int | None = None
+
+
+class HoldPublic(BaseModel):
+    address: str
+    case_id: str
+    reason: str
+    scope: str
+    placed_at: str
 
 
 def _refusal(error: Exception) -> HTTPException:
@@ -62,9 +86,9 @@ def _refusal(error: Exception) -> HTTPException:
         return HTTPException(status_code=409, detail=str(error))
     if isinstance(error, ConcurrencyExhausted):
         return HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "5"})
-    if isinstance(error, ValueError):
+    if isinstance(error, ValueError | InvalidLegalHold | MailboxNotFound | InvalidMailboxName):
         return HTTPException(status_code=422, detail=str(error))
-    return HTTPException(status_code=409, detail=str(error))
+    return HTTPException(status_code=409, detail=str(error))  # LegalHoldExists among others
 
 
 def build_erasure_router(store: bootstrap.Container) -> APIRouter:
@@ -122,24 +146,51 @@ def build_erasure_router(store: bootstrap.Container) -> APIRouter:
                  responses={404: {"description": "unknown subject"}})
     def place_hold(address: AddressPath, body: LegalHoldCreate,
                    token: str = Depends(require("holds:write"))) -> LegalHoldPublic:  # noqa: B008
-        """Place a legal hold: it blocks erasure until released."""
+        """Place a legal hold: it blocks erasure, and retention for what its scope
+        covers, until released. Answers with its case id; an already placed case id: 409."""
         try:
             with acting(f"token:{token}", protocol="http", purpose="legal-hold"):
-                store.app.place_legal_hold(address, body.reason)
+                case_id = store.app.place_legal_hold(address, body.reason, case_id=body.case_id,
+                                                     scope=body.scope)
         except (DomainError, ValueError) as error:
             raise _refusal(error) from None
-        return LegalHoldPublic(address=address.lower(), hold="placed")
+        return LegalHoldPublic(address=address.lower(), hold="placed", case_id=case_id)
 
     @router.delete("/subjects/{address}/hold", response_model=LegalHoldPublic,
                    responses={404: {"description": "unknown subject"}})
     def release_hold(address: AddressPath,
                      token: str = Depends(require("holds:write"))) -> LegalHoldPublic:  # noqa: B008
-        """Release the legal hold (nothing to do when there is none)."""
+        """Release every legal hold of the account (``released: 0`` when there is none)."""
         try:
             with acting(f"token:{token}", protocol="http", purpose="legal-hold"):
-                store.app.release_legal_hold(address)
+                released = store.app.release_legal_hold(address)
         except (DomainError, ValueError) as error:
             raise _refusal(error) from None
-        return LegalHoldPublic(address=address.lower(), hold="released")
+        return LegalHoldPublic(address=address.lower(), hold="released", released=released)
+
+    @router.delete("/subjects/{address}/hold/{case_id}", response_model=LegalHoldPublic,
+                   responses={404: {"description": "unknown subject"}})
+    def release_case(address: AddressPath, case_id: Annotated[str, Path(min_length=1, max_length=128)],
+                     token: str = Depends(require("holds:write"))) -> LegalHoldPublic:  # noqa: B008
+        """Release one hold by case id (``released: 0`` when it is not placed)."""
+        try:
+            with acting(f"token:{token}", protocol="http", purpose="legal-hold"):
+                released = store.app.release_legal_hold(address, case_id)
+        except (DomainError, ValueError) as error:
+            raise _refusal(error) from None
+        return LegalHoldPublic(address=address.lower(), hold="released", released=released)
+
+    @router.get("/holds", response_model=list[HoldPublic],
+                responses={404: {"description": "unknown subject"}})
+    def holds(address: Annotated[str | None, Query(min_length=3, max_length=320)] = None,
+              token: str = Depends(require("holds:read"))) -> list[HoldPublic]:  # noqa: B008
+        """The active legal holds of every account, or of ``?address=``'s owner. A hold's
+        reason is the person's data: the read is recorded for each person listed."""
+        try:
+            rows = store.app.legal_holds(address)
+        except (DomainError, ValueError) as error:
+            raise _refusal(error) from None
+        record_reads(store, token, [row["address"] for row in rows], "legal holds")
+        return [HoldPublic(**row) for row in rows]
 
     return router

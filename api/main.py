@@ -1,5 +1,5 @@
 """The HTTP application: health, one-click unsubscribe, the compliance API (``/api/v1``,
-docs at ``/docs``); the privacy portal comes later."""
+docs at ``/docs``) and the privacy portal (``/portal``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from adapters import bootstrap
 from api.erasure import build_erasure_router
 from api.exports import build_exports_router
 from api.metrics import add_metrics_route
+from api.portal import create_portal
+from api.rectification import build_rectification_router
+from api.retention import build_retention_router
 from api.subjects import build_subjects_router
 from api.unsubscribe import add_unsubscribe_routes
 from api.v1 import build_router
@@ -43,6 +46,9 @@ def create_app(container: bootstrap.Container | None = None) -> FastAPI:
     add_unsubscribe_routes(app, store)  # RFC 8058 one-click unsubscribe
     app.include_router(build_router(store))  # the compliance API, /api/v1
     app.include_router(build_erasure_router(store))  # erasure and legal holds, /api/v1
+    app.include_router(build_retention_router(store))  # retention policies, /api/v1
     app.include_router(build_subjects_router(store))  # subjects and consent, /api/v1/subjects
     app.include_router(build_exports_router(store))  # access requests (export), /api/v1/exports
+    app.include_router(build_rectification_router(store))  # rectification (Art. 16)
+    app.mount("/portal", create_portal(store))  # the privacy portal (HTML pages)
     return app

@@ -63,6 +63,23 @@ class SubjectHoldPublic(BaseModel):
     reason: str | None
 
 
+class SubjectCasePublic(BaseModel):
+    """One active legal hold (issue 7): a case id, its reason and scope."""
+
+    case_id: str
+    reason: str
+    scope: str
+    placed_at: str
+
+
+class SubjectRetentionPublic(BaseModel):
+    """One retention rule (issue 7); ``mailbox`` None is the whole account."""
+
+    mailbox: str | None
+    max_age_days: int
+    set_at: str
+
+
 class SubjectPublic(BaseModel):
     address: str
     aliases: list[str]
@@ -70,7 +87,10 @@ class SubjectPublic(BaseModel):
     mailboxes: list[MailboxPublic]
     storage: StoragePublic
     consents: list[ConsentPublic]
+    #: Whether any hold is placed; ``since`` and ``reason`` are the oldest one's.
     legal_hold: SubjectHoldPublic
+    holds: list[SubjectCasePublic] = []
+    retention: list[SubjectRetentionPublic] = []
 
 
 class ConsentCreate(BaseModel):
@@ -97,6 +117,33 @@ def _actor(token_id: str) -> AbstractContextManager[Actor]:
 def _consents(rows: list[dict[str, str]]) -> list[ConsentPublic]:
     return [ConsentPublic(**{key: row.get(key, "") for key in ConsentPublic.model_fields})
             for row in rows]
+
+
+def subject_summary(store: bootstrap.Container, account: Account) -> SubjectPublic:
+    """What is held about ``account``'s holder, from the views and the consent ledger.
+    Shared by this API and the privacy portal (``api.portal``) so both show the same
+    thing; the caller records the read in the access ledger first."""
+    view = store.mailbox_view
+    mailboxes = []
+    for row in sorted(view.mailboxes(account.id), key=lambda row: row.name):
+        sizes = view.message_sizes(row.mailbox_id)
+        mailboxes.append(MailboxPublic(name=row.name, messages=len(sizes),
+                                       size_bytes=sum(size for _uid, size in sizes)))
+    used, quota = view.storage_of(account.id) or (0, account.quota_bytes)
+    holds = sorted(store.app.legal_holds(account.address), key=lambda row: row["placed_at"])
+    return SubjectPublic(
+        address=account.address,
+        aliases=sorted(account.aliases),
+        subject_pseudonym=store.app.pseudonym_of(account.subject_id),
+        mailboxes=mailboxes,
+        storage=StoragePublic(used_bytes=used, quota_bytes=quota),
+        consents=_consents(store.app.consents_of(account.address)),
+        legal_hold=SubjectHoldPublic(placed=bool(holds), since=holds[0]["placed_at"] if holds else None,
+                                     reason=holds[0]["reason"] if holds else None),
+        holds=[SubjectCasePublic.model_validate(row) for row in holds],
+        retention=[SubjectRetentionPublic.model_validate(row)
+                   for row in store.app.retention_policies(account.address)],
+    )
 
 
 def build_subjects_router(store: bootstrap.Container) -> APIRouter:
@@ -139,23 +186,7 @@ def build_subjects_router(store: bootstrap.Container) -> APIRouter:
             raise _not_found()
         _catch_up(store)
         record_read(token_id, account, "subject summary")
-        view = store.mailbox_view
-        mailboxes = []
-        for row in sorted(view.mailboxes(account.id), key=lambda row: row.name):
-            sizes = view.message_sizes(row.mailbox_id)
-            mailboxes.append(MailboxPublic(name=row.name, messages=len(sizes),
-                                           size_bytes=sum(size for _uid, size in sizes)))
-        used, quota = view.storage_of(account.id) or (0, account.quota_bytes)
-        return SubjectPublic(
-            address=account.address,
-            aliases=sorted(account.aliases),
-            subject_pseudonym=store.app.pseudonym_of(account.subject_id),
-            mailboxes=mailboxes,
-            storage=StoragePublic(used_bytes=used, quota_bytes=quota),
-            consents=_consents(store.app.consents_of(account.address)),
-            legal_hold=SubjectHoldPublic(placed=account.legal_hold is not None,
-                                       since=account.legal_hold_since, reason=account.legal_hold),
-        )
+        return subject_summary(store, account)
 
     @router.get("/subjects/{address}/consents", response_model=list[ConsentPublic])
     def consents(address: AddressPath,

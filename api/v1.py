@@ -9,7 +9,7 @@ views only (DESIGN §1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -18,8 +18,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from adapters import bootstrap
+from api.records import RecordsOfProcessingPublic, records_summary
+from domain.application.context import acting
 from domain.model.errors import DomainError, ScopeMissing, TokenRejected
-from projections.audit_trail.view import AuditEntry, check_chain
+from projections.audit_trail.view import AuditQuery, check_chain
 
 #: How many audit entries one query returns at most (and by default).
 MAX_AUDIT_LIMIT, DEFAULT_AUDIT_LIMIT = 1000, 100
@@ -71,6 +73,19 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def record_reads(store: bootstrap.Container, token_id: str, addresses: Iterable[str], what: str) -> None:
+    """Record a read of ``what`` in the access ledger of each live person named (once
+    each), before the answer goes out: listings that show several people's data
+    (holds, retention rules) are reads of each one's data. An erased or external
+    subject has no ledger, so nothing is recorded for them."""
+    with acting(f"token:{token_id}", protocol="http", purpose="api"):
+        for address in dict.fromkeys(addresses):
+            try:
+                store.app.record_data_access(store.app.account_id_for(address), what, "api")
+            except (DomainError, ValueError):
+                continue
+
+
 def _catch_up(store: bootstrap.Container) -> None:
     try:
         store.catch_up(timeout=CATCH_UP_SECONDS)
@@ -115,38 +130,43 @@ def build_router(store: bootstrap.Container) -> APIRouter:
 
     @router.get("/audit", response_model=list[AuditEntryPublic])
     def audit(
-        _token: str = Depends(require("audit:read")),  # noqa: B008
+        token_id: str = Depends(require("audit:read")),  # noqa: B008
         subject: Annotated[str | None, Query(max_length=320,
                                              description="an address; its owner's pseudonym")] = None,
         since: datetime | None = None,
         until: datetime | None = None,
         event_type: Annotated[str | None, Query(max_length=128)] = None,
         actor: Annotated[str | None, Query(max_length=256)] = None,
+        after: Annotated[int, Query(ge=0, le=2**62, description="the last position seen: "
+                                    "the next page starts after it")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = DEFAULT_AUDIT_LIMIT,
     ) -> list[AuditEntryPublic]:
-        """The record of processing (Art. 30), oldest first, filtered. An address nobody
-        holds gives an empty list, like an address with no history, so a query does not
-        reveal whether it ever existed."""
+        """The record of processing (Art. 30), oldest first, filtered, a page at a time
+        (pass the last ``position`` as ``after``). An address nobody holds gives an empty
+        list, like an address with no history, so a query does not reveal whether it
+        ever existed. Querying a live person's history is itself recorded in their
+        access ledger, before it is answered."""
         pseudonym: str | None = None
         if subject is not None:
             try:
                 pseudonym = store.app.subject_pseudonym_for(subject)
             except (DomainError, ValueError):
                 return []
-        # TODO(issue 7): record this read of a person's history as an access event.
+            record_reads(store, token_id, [subject], "processing history")
         _catch_up(store)
-        start, end = _iso(since), _iso(until)
-        found: list[AuditEntryPublic] = []
-        for row in store.audit_trail.rows(pseudonym):
-            entry: AuditEntry = row.entry
-            if ((start is not None and entry.at < start) or (end is not None and entry.at > end)
-                    or (event_type is not None and entry.event_type != event_type)
-                    or (actor is not None and entry.actor != actor)):
-                continue
-            found.append(AuditEntryPublic(**entry.__dict__))
-            if len(found) >= limit:
-                break
-        return found
+        criteria = AuditQuery(subject=pseudonym, since=_iso(since), until=_iso(until),
+                              event_type=event_type, actor=actor, after_position=after, limit=limit)
+        return [AuditEntryPublic(**entry.__dict__) for entry in store.audit_trail.query(criteria)]
+
+    @router.get("/records-of-processing", response_model=RecordsOfProcessingPublic)
+    def records_of_processing(
+            _token: str = Depends(require("audit:read"))) -> RecordsOfProcessingPublic:  # noqa: B008
+        """A records-of-processing summary (Art. 30(1)): the categories of personal data
+        held and where, the purposes with their counts from the audit trail, what every
+        kind of event counted, and the retention that applies. Counts only: no person
+        is named, so it can be handed to an auditor as it is."""
+        _catch_up(store)
+        return records_summary(store)
 
     @router.get("/audit/verify", response_model=AuditVerifyPublic)
     def audit_verify(_token: str = Depends(require("audit:read"))) -> AuditVerifyPublic:  # noqa: B008

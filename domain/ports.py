@@ -101,6 +101,11 @@ class ReadModels(Protocol):
         """(octets used, quota in octets) of an account as the views show it."""
         ...
 
+    def message_dates(self, mailbox_id: UUID) -> list[tuple[int, str]]:
+        """(UID, internal date) of every message the view shows in the mailbox: where a
+        retention run looks for what is due (the write model then decides)."""
+        ...
+
     def rows_for_streams(self, stream_ids: list[str]) -> int:
         """How many view rows still derive from these streams (0 after a purge)."""
         ...

@@ -158,8 +158,8 @@ def test_a_legal_hold_blocks_erasure_until_it_is_released(store: Container) -> N
     store.app.deliver(["alice@example.test"], b"Subject: kept\r\n\r\nevidence\r\n")
     with pytest.raises(ValueError, match="reason"):
         store.app.place_legal_hold("alice@example.test", "   ")
-    assert store.app.account_for("alice@example.test").legal_hold is None
-    store.app.place_legal_hold("alice@example.test", "  litigation 2024-17  ")
+    assert store.app.legal_holds("alice@example.test") == []
+    case_id = store.app.place_legal_hold("alice@example.test", "  litigation 2024-17  ")
 
     with pytest.raises(LegalHoldActive, match="litigation 2024-17"):
         store.app.erase_subject("alice@example.test", "user asked")
@@ -169,9 +169,10 @@ def test_a_legal_hold_blocks_erasure_until_it_is_released(store: Container) -> N
     store.catch_up()
     inbox = store.app.account_for("alice@example.test").mailbox_id("INBOX")
     assert len(store.mailbox_view.messages(inbox)) == 1
-    assert store.app.account_for("alice@example.test").legal_hold == "litigation 2024-17"
+    [hold] = store.app.legal_holds("alice@example.test")
+    assert (hold["case_id"], hold["reason"], hold["scope"]) == (case_id, "litigation 2024-17", "all")
 
-    store.app.release_legal_hold("alice@example.test")
+    assert store.app.release_legal_hold("alice@example.test") == 1
     receipt = store.app.erase_subject("alice@example.test", "user asked")
 
     assert receipt["verification"]["passed"] is True

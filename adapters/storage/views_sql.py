@@ -14,7 +14,14 @@ from uuid import UUID
 from eventsourcing.persistence import PersistenceError, Tracking, WaitInterruptedError
 
 from adapters.storage.chunking import chunks
-from projections.audit_trail.view import GENESIS_HASH, AuditEntry, AuditRow, chain_hash
+from projections.audit_trail.view import (
+    GENESIS_HASH,
+    ActivityCount,
+    AuditEntry,
+    AuditQuery,
+    AuditRow,
+    chain_hash,
+)
 from projections.mailbox_view.view import AccountRow, MailboxRow, MessageRow, MessageState
 
 
@@ -330,6 +337,12 @@ class SqlMailboxView(SqlViewBase):
                             (str(mailbox_id),)).fetchall()
         return [(int(r["uid"]), int(r["size"])) for r in rows]
 
+    def message_dates(self, mailbox_id: UUID) -> list[tuple[int, str]]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT uid, internal_date FROM {p}mv_messages WHERE mailbox_id=%s "
+                            "ORDER BY uid", (str(mailbox_id),)).fetchall()
+        return [(int(r["uid"]), r["internal_date"]) for r in rows]
+
     def message_states(self, mailbox_id: UUID, after_uid: int, since_modseq: int) -> list[MessageState]:
         mid = str(mailbox_id)
         with self.read() as cursor:
@@ -464,3 +477,27 @@ class SqlAuditTrail(SqlViewBase):
         return [AuditRow(AuditEntry(int(r["position"]), r["at"], r["event_type"], r["stream_id"],
                                     r["subject"], r["actor"], r["protocol"], r["session"], r["purpose"]),
                          r["prev_hash"], r["hash"]) for r in rows]
+
+    def query(self, criteria: AuditQuery) -> list[AuditEntry]:
+        conditions, params = ["position > %s"], [criteria.after_position]
+        for column, operator, value in (("subject", "=", criteria.subject),
+                                        ("at", ">=", criteria.since), ("at", "<=", criteria.until),
+                                        ("event_type", "=", criteria.event_type),
+                                        ("actor", "=", criteria.actor)):
+            if value is not None:
+                conditions.append(f"{column} {operator} %s")
+                params.append(value)
+        statement = (f"SELECT * FROM {{p}}audit_entries WHERE {' AND '.join(conditions)} "
+                     "ORDER BY position LIMIT %s")
+        with self.read() as cursor:
+            rows = self.run(cursor, statement, (*params, criteria.limit)).fetchall()
+        return [AuditEntry(int(r["position"]), r["at"], r["event_type"], r["stream_id"], r["subject"],
+                           r["actor"], r["protocol"], r["session"], r["purpose"]) for r in rows]
+
+    def activity(self) -> list[ActivityCount]:
+        with self.read() as cursor:
+            rows = self.run(cursor, "SELECT event_type, purpose, COUNT(*) AS n, MIN(at) AS first_at, "
+                                    "MAX(at) AS last_at FROM {p}audit_entries "
+                                    "GROUP BY event_type, purpose ORDER BY event_type, purpose").fetchall()
+        return [ActivityCount(r["event_type"], r["purpose"], int(r["n"]), r["first_at"], r["last_at"])
+                for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from uuid import UUID
@@ -12,6 +13,7 @@ from domain.model.base import new_subject_id
 from domain.model.errors import (
     AuthenticationFailed,
     DomainError,
+    InvalidProfile,
     SubjectErased,
     UnknownAddress,
     UnknownDomain,
@@ -34,6 +36,37 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 #: Verified against when the user is unknown, so both failures cost the same time.
 _DUMMY_PASSWORD = "ledgermail-timing-equaliser"
+
+
+#: Profile fields a person may have corrected (Art. 16) and their longest values.
+PROFILE_FIELDS = {"display_name": 200, "organization": 200, "locale": 35, "time_zone": 64}
+_LOCALE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")  # a BCP 47 language tag
+_TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")  # an IANA zone name
+
+
+def check_profile_changes(changes: dict[str, str | None]) -> dict[str, str | None]:
+    """Validated, trimmed changes; ``""`` means remove. Control characters are refused,
+    since a display name ends up in headers (RFC 5322 §3.2.3 phrases)."""
+    if not changes:
+        raise InvalidProfile("nothing to change")
+    cleaned: dict[str, str | None] = {}
+    for name, value in changes.items():
+        if name not in PROFILE_FIELDS:
+            raise InvalidProfile(f"unknown field {name!r} (known: {', '.join(PROFILE_FIELDS)})")
+        if value is None or not value.strip():
+            cleaned[name] = None
+            continue
+        value = value.strip()
+        if len(value) > PROFILE_FIELDS[name]:
+            raise InvalidProfile(f"{name} is longer than {PROFILE_FIELDS[name]} characters")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise InvalidProfile(f"{name} holds a control character")
+        if name == "locale" and not _LOCALE.match(value):
+            raise InvalidProfile(f"locale {value!r} is not a language tag such as en-GB")
+        if name == "time_zone" and not _TIME_ZONE.match(value):
+            raise InvalidProfile(f"time zone {value!r} is not a zone name such as Europe/Berlin")
+        cleaned[name] = value
+    return cleaned
 
 
 def check_password_policy(password: str) -> None:
@@ -284,26 +317,21 @@ class AccountUseCases(LedgerApplication):
 
         self.retrying(alias, lambda: [account_id, index_id], body)
 
-    def place_legal_hold(self, address: str, reason: str) -> None:
-        """A hold blocks erasure (GDPR Art. 17(3)(e)) until released."""
-        if not reason.strip():
-            raise ValueError("a legal hold needs a reason")
+    def rectify_profile(self, address: str, changes: dict[str, str | None]) -> dict[str, str]:
+        """Correct the profile data held about a person (GDPR Art. 16); return the
+        profile. A value of ``None`` or ``""`` removes the field. Only the fields in
+        ``PROFILE_FIELDS`` exist, so an API caller cannot store arbitrary data in the
+        account; an unchanged value records nothing."""
+        cleaned = check_profile_changes(changes)
         account_id = self.account_id_for(address)
 
-        def body() -> None:
+        def body() -> dict[str, str]:
             account = self.load(account_id, what=address)
-            account.place_legal_hold(reason.strip(), self.now_iso())
-            self.save_with_envelope(account)
-
-        self.retrying(address, lambda: [account_id], body)
-
-    def release_legal_hold(self, address: str) -> None:
-        account_id = self.account_id_for(address)
-
-        def body() -> None:
-            account = self.load(account_id, what=address)
-            if account.legal_hold is not None:
-                account.release_legal_hold()
+            effective = {name: value for name, value in cleaned.items()
+                         if account.profile.get(name) != value}
+            if effective:
+                account.rectify_profile(effective)
                 self.save_with_envelope(account)
+            return dict(account.profile)
 
-        self.retrying(address, lambda: [account_id], body)
+        return self.retrying(address, lambda: [account_id], body)

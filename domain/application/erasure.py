@@ -30,8 +30,10 @@ from domain.model.errors import (
     UnknownAddress,
     UnknownErasureRequest,
 )
+from domain.model.legal_hold import LegalHold, legal_hold_id_for
 from domain.model.message import access_ledger_id_for, copy_id_for
 from domain.model.outbound import Outbox, outbound_message_id_for, outbox_id_for
+from domain.model.retention import retention_policy_id_for
 from domain.model.values import normalize_address
 from domain.ports import StreamScanner
 
@@ -125,15 +127,29 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         request = ErasureRequest(account_id=account.id, index_ids=index_ids,
                                  subject_pseudonym=pseudonym, reason=reason,
                                  requested_at=self.now_iso())
-        if account.legal_hold is not None:
-            request.block(account.legal_hold_since or "unknown")
+        hold = self._active_hold(account)
+        if hold is not None:
+            reason, placed_at = hold
+            request.block(placed_at or "unknown")
             self.save_with_envelope(request, subject=pseudonym)
-            raise LegalHoldActive(account.legal_hold)
+            raise LegalHoldActive(reason)
         indexes = self._indexes_of(request)
         for index in indexes:
             index.start_erasure(request.id)
         self.save_with_envelope(request, *indexes, subject=pseudonym)
         return request
+
+    def _active_hold(self, account: Account) -> tuple[str, str] | None:
+        """(reason, placed at) of a hold on the account, any scope, or None: one placed
+        before case ids (on the account itself) first, then the oldest of its
+        ``LegalHold`` record. Any hold blocks erasure (GDPR Art. 17(3)(e))."""
+        if account.legal_hold is not None:
+            return account.legal_hold, account.legal_hold_since or ""
+        holds: LegalHold | None = self.load_or_none(legal_hold_id_for(account.id))
+        if holds is None or holds.erased or not holds.holds:
+            return None
+        oldest = min(holds.holds.values(), key=lambda hold: hold["placed_at"])
+        return oldest["reason"], oldest["placed_at"]
 
     def _run(self, request: ErasureRequest) -> dict[str, Any]:
         with acting(purpose="erasure"):
@@ -172,6 +188,9 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
             kinds.update((message_id, "OutboundMessage") for message_id in queued)
         # DESIGN §4: the consent records of the account's addresses, sealed under its key.
         kinds.update((record_id, "ConsentRecord") for record_id in self.consent_record_ids_of(account))
+        # Issue 7: the retention rules and legal holds (sealed under the account's key).
+        kinds[retention_policy_id_for(account.id)] = "RetentionPolicy"
+        kinds[legal_hold_id_for(account.id)] = "LegalHold"
         versions = scanner.last_versions(list(kinds) + candidates)
         copies = [c for c in candidates if c in versions]
         kinds.update((copy_id, "MessageCopy") for copy_id in copies)
@@ -193,6 +212,8 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         account: Account = self.repository.get(request.account_id)
         # The outbox is locked too: a submission racing the erasure conflicts and retries.
         mailbox_ids = [UUID(m) for m in account.mailbox_ids_ever] + [outbox_id_for(account.id)]
+        # And the retention rules and holds: a rule set meanwhile is marked too.
+        mailbox_ids += [retention_policy_id_for(account.id), legal_hold_id_for(account.id)]
 
         def body() -> tuple[dict[UUID, tuple[str, int]], list[str], int]:
             # The view must show every copy made so far (it lists their bodies).
@@ -323,6 +344,7 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
             "quota_bytes": account.quota_bytes,
             "mailboxes": {name: str(mid) for name, mid in sorted(account.mailboxes.items())},
             "legal_hold": account.legal_hold,
+            "profile": dict(account.profile),
             "created_at": account.created_on.isoformat(),
         }
         return SubjectExport(data, self.pseudonym_of(account.subject_id), mailboxes)

@@ -31,6 +31,8 @@ class Account(PersonalAggregate):
         self.last_uidvalidity = 0
         self.legal_hold: str | None = None
         self.legal_hold_since: str | None = None
+        #: Profile data the person may have corrected (GDPR Art. 16), e.g. ``display_name``.
+        self.profile: dict[str, str] = {}
 
     @property
     def addresses(self) -> list[str]:
@@ -47,6 +49,16 @@ class Account(PersonalAggregate):
     @event("AliasRemoved")
     def remove_alias(self, address: str) -> None:
         self.aliases.remove(address)
+
+    @event("ProfileRectified")
+    def rectify_profile(self, changes: dict[str, str | None]) -> None:
+        """Art. 16: the new values replace the old; ``None`` removes a field. The old
+        values stay in earlier events, sealed under the same key, until erasure."""
+        for field_name, value in changes.items():
+            if value is None:
+                self.profile.pop(field_name, None)
+            else:
+                self.profile[field_name] = value
 
     @event("QuotaChanged")
     def change_quota(self, quota_bytes: int) -> None:

@@ -18,8 +18,9 @@ from domain.model.errors import InvalidScope, InvalidTokenName
 
 #: The fixed set of scopes; ``admin`` grants every other.
 ADMIN_SCOPE = "admin"
-SCOPES = ("audit:read", "subjects:read", "erasure:write", "consent:read", "consent:write",
-          "export:write", "retention:write", "holds:write", ADMIN_SCOPE)
+SCOPES = ("audit:read", "subjects:read", "subjects:write", "erasure:write", "consent:read",
+          "consent:write", "export:write", "retention:read", "retention:write", "holds:read",
+          "holds:write", ADMIN_SCOPE)
 TOKEN_PREFIX = "lm"
 #: A token id: 16 lowercase hex digits (no ``_``, so the token splits unambiguously).
 TOKEN_ID = re.compile(r"[0-9a-f]{16}\Z")

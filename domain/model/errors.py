@@ -167,3 +167,31 @@ class ScopeMissing(DomainError):
 
     def __init__(self, scope: str) -> None:
         super().__init__(f"the admin token lacks the scope {scope!r}")
+
+
+class InvalidProfile(DomainError):
+    """A profile correction (GDPR Art. 16) names an unknown field or an unfit value."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"invalid profile data: {why}")
+
+
+class InvalidLegalHold(DomainError):
+    """A hold's case id, reason or scope is malformed: the operator can correct it."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"invalid legal hold: {why}")
+
+
+class LegalHoldExists(DomainError):
+    """Placing a case id again is refused, not merged: a hold's reason and scope are
+    evidence of what was ordered, so changing them is a release and a new placement."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"legal hold {case_id!r} is already placed on this account; "
+                         "release it first to place it again")
+
+
+class InvalidRetentionRule(DomainError):
+    def __init__(self, why: str) -> None:
+        super().__init__(f"invalid retention rule: {why}")

@@ -32,6 +32,28 @@ _ENTRY_FIELDS = tuple(f.name for f in dataclass_fields(AuditEntry))
 
 
 @dataclass(frozen=True)
+class AuditQuery:
+    """Filters of an audit query; times are the trail's own ISO text, compared as text."""
+
+    subject: str | None = None
+    since: str | None = None
+    until: str | None = None
+    event_type: str | None = None
+    actor: str | None = None
+    after_position: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class ActivityCount:
+    event_type: str
+    purpose: str
+    count: int
+    first_at: str
+    last_at: str
+
+
+@dataclass(frozen=True)
 class AuditRow:
     entry: AuditEntry
     prev_hash: str
@@ -74,3 +96,12 @@ class AuditTrailInterface(TrackingRecorder, ABC):
 
     @abstractmethod
     def rows(self, subject: str | None = None) -> list[AuditRow]: ...
+
+    @abstractmethod
+    def query(self, criteria: AuditQuery) -> list[AuditEntry]:
+        """Entries matching every given criterion, oldest first, at most ``limit``."""
+
+    @abstractmethod
+    def activity(self) -> list[ActivityCount]:
+        """How many entries per (event type, purpose), with the first and last time: the
+        counts of a record of processing (Art. 30), computed by the database."""

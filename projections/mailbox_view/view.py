@@ -139,6 +139,11 @@ class MailboxViewInterface(TrackingRecorder, ABC):
         """(UID, size) of every message, by UID: a POP3 maildrop listing, cheaply."""
 
     @abstractmethod
+    def message_dates(self, mailbox_id: UUID) -> list[tuple[int, str]]:
+        """(UID, internal date) of every message, by UID: what a retention run reads to
+        find what is due, without the envelope cache."""
+
+    @abstractmethod
     def message_states(self, mailbox_id: UUID, after_uid: int, since_modseq: int) -> list[MessageState]:
         """In one statement (one snapshot): messages with a UID above ``after_uid`` or
         changed after ``since_modseq``, and UIDs expunged after ``since_modseq``.
