@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import Notification, PersistenceError
 
+from adapters.bans import BanRegistry
 from adapters.config import Settings
 from adapters.crypto import registry
 from adapters.crypto.event_sealing import SubjectCipher, SubjectMapper
@@ -36,7 +37,13 @@ from adapters.login_throttle import LoginThrottle
 from adapters.pop3.server import Pop3Service
 from adapters.projection_host import ProjectionHost, ProjectionSpec
 from adapters.retention_scheduler import RetentionScheduler
+from adapters.scanners.chain import ScannerChain
+from adapters.scanners.clamd import VirusScanner
+from adapters.scanners.daemons import ScoreSource
 from adapters.scanners.noop import AcceptAll
+from adapters.scanners.rspamd import RspamdClient
+from adapters.scanners.scorer import SpamScorer
+from adapters.scanners.spamd import SpamdClient
 from adapters.smtp.dkim_keys import DkimKeyring
 from adapters.smtp.dkim_signing import dns_records, mta_sts_policy, normalise_domain
 from adapters.smtp.https_get import https_get as default_https_get
@@ -49,6 +56,7 @@ from adapters.storage.sqlite_store import SYNCHRONOUS_LEVELS, LedgerSQLiteFactor
 from domain.application.base import Ports, SystemClock
 from domain.application.outbound import RetryPolicy
 from domain.application.service import LedgerMail
+from domain.ports import Scanner
 from projections.audit_trail.projection import AuditTrailProjection
 from projections.audit_trail.view import AuditTrailInterface
 from projections.mailbox_view.projection import MailboxViewProjection
@@ -266,6 +274,7 @@ class Container:
     env: dict[str, str]
     closers: list[Any] = field(default_factory=list)
     throttle: LoginThrottle | None = None
+    bans: BanRegistry | None = None
     unsubscribe: UnsubscribeTokens | None = None
     keyring: DkimKeyring | None = None
     #: The queue worker ``serve`` runs, woken when a submission queues mail.
@@ -370,25 +379,59 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
     return container
 
 
-def intake(container: Container) -> Intake:
-    """The one intake pipeline (MX, submission, ``ledgermail deliver``)."""
+def intake(container: Container, resolver: Resolver | None = None) -> Intake:
+    """The one intake pipeline (MX, submission, ``ledgermail deliver``). Tests pass a
+    fake resolver for the sender-authentication and DNSBL lookups."""
     def queued(position: int) -> None:
         if container.worker is not None:
             container.worker.wake(position)
 
-    return Intake(container.app, container.settings.hostname, AcceptAll(), on_queued=queued)
+    return Intake(container.app, container.settings.hostname, scanner(container, resolver),
+                  on_queued=queued)
+
+
+def scanner(container: Container, resolver: Resolver | None = None) -> Scanner:
+    """The scanner chain of the settings: clamd first when ``clamav.enabled`` (a virus
+    ends the chain), then the built-in scorer (sender authentication, DNS lists,
+    heuristics, plus the scores of spamd and rspamd when configured) when
+    ``antiabuse.enabled``."""
+    settings = container.settings
+    abuse = settings.antiabuse
+    spam: Scanner = AcceptAll()
+    if abuse.enabled:
+        sources: list[ScoreSource] = []
+        if abuse.spamd.enabled:
+            sources.append(SpamdClient(abuse.spamd))
+        if abuse.rspamd.enabled:
+            sources.append(RspamdClient(abuse.rspamd))
+        spam = SpamScorer(resolver or DnsPythonResolver(), settings.hostname, abuse, sources=sources,
+                          learned=container.app.spam_probabilities)
+    if not settings.clamav.enabled:
+        return spam
+    return ScannerChain(VirusScanner.from_settings(settings.clamav), spam)
 
 
 def login_throttle(container: Container) -> LoginThrottle:
     """One per process, shared by every protocol: a guesser cannot reset its budget by
     switching from SMTP AUTH to IMAP LOGIN."""
     if container.throttle is None:
-        container.throttle = LoginThrottle(container.settings.auth)
+        container.throttle = LoginThrottle(container.settings.auth, bans=ban_registry(container))
     return container.throttle
 
 
-def smtp_service(container: Container, tls_context: ssl.SSLContext) -> SmtpService:
-    return SmtpService(container.app, container.settings, intake(container), tls_context,
+def ban_registry(container: Container) -> BanRegistry:
+    """The bans every process on the store shares (issue 8), refreshed in the background
+    every ``auth.ban_refresh_seconds``; one per process, closed with the container."""
+    if container.bans is None:
+        container.bans = BanRegistry(container.app, container.settings.auth.ban_refresh_seconds)
+        container.bans.start()
+        container.closers.append(container.bans.close)
+    return container.bans
+
+
+def smtp_service(container: Container, tls_context: ssl.SSLContext,
+                 resolver: Resolver | None = None) -> SmtpService:
+    return SmtpService(container.app, container.settings, intake(container, resolver), tls_context,
                        login_throttle(container))
 
 

@@ -185,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(revoke, top=False)
     revoke.add_argument("token_id", metavar="TOKEN_ID")
 
+    ban = command("ban", "brute-force bans: list, lift or place one (every server honours it)")
+    ban_cmds = ban.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _common(ban_cmds.add_parser("list", help="list active bans: what, until, failures, protocol"),
+            top=False)
+    remove = ban_cmds.add_parser("remove", help="lift the ban on an IP address or login name at once")
+    _common(remove, top=False)
+    remove.add_argument("target", metavar="IP|LOGIN")
+    ban_add = ban_cmds.add_parser("add", help="ban an IP address (or --login name) for some minutes")
+    _common(ban_add, top=False)
+    ban_add.add_argument("target", metavar="IP|LOGIN")
+    ban_add.add_argument("--minutes", type=float, default=60.0, help="how long (default 60)")
+    ban_add.add_argument("--login", action="store_true", help="TARGET is a login name, not an IP")
+
     queue = command("queue", "the outbound queue: what waits to be sent (like mailq)")
     queue.add_argument("--limit", type=int, default=1000, help="list at most this many (default 1000)")
     return parser
@@ -424,6 +437,31 @@ def cmd_token(container: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ban(container: Any, args: argparse.Namespace) -> int:
+    """Bans are events (issue 8): running servers re-read them within
+    ``auth.ban_refresh_seconds``."""
+    app = container.app
+    if args.action == "remove":
+        lifted = app.lift_ban(args.target)
+        print(f"ban on {lifted.kind} {args.target} lifted")
+    elif args.action == "add":
+        if not args.minutes > 0:
+            raise CommandError("--minutes must be more than 0")
+        kind = "login" if args.login else "ip"
+        if app.place_ban(kind, args.target, args.minutes * 60, 0, "cli"):
+            print(f"{kind} {args.target} banned for {args.minutes:g} minute(s)")
+        else:
+            print(f"{kind} {args.target} is banned already")
+    else:
+        app.expire_bans()  # what ran out is lifted (and its target shredded) first
+        rows = app.ban_listing()
+        for row in rows:
+            print(f"{row['kind']} {row['target']} until={row['until']} failures={row['failures']} "
+                  f"protocol={row['protocol']} placed={row['placed_at']}")
+        print(f"{len(rows)} active ban(s)")
+    return EXIT_OK
+
+
 def cmd_queue(container: Any, args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
@@ -451,6 +489,7 @@ COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
     "consent": cmd_consent,
     "queue": cmd_queue,
     "token": cmd_token,
+    "ban": cmd_ban,
 }
 
 

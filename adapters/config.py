@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -161,6 +161,13 @@ class Auth(BaseModel):
     login_lockout_failures: int = Field(default=20, ge=1)
     #: Failures count within this window; a lockout lasts as long.
     lockout_seconds: float = Field(default=600.0, gt=0)
+    #: Failures (and attempts refused while locked out) from one IP within
+    #: ``lockout_seconds`` that turn into a ban: an event every process honours.
+    ip_ban_failures: int = Field(default=20, ge=1)
+    #: How long an IP ban lasts (a login name's ban lasts ``lockout_seconds``).
+    ban_seconds: float = Field(default=3600.0, gt=0)
+    #: How often servers re-read the bans other processes placed or lifted.
+    ban_refresh_seconds: float = Field(default=2.0, gt=0)
 
 
 class Outbound(BaseModel):
@@ -193,6 +200,9 @@ class Outbound(BaseModel):
     timeout: float = Field(default=300.0, gt=0)
     #: Enforce MTA-STS policies (RFC 8461).
     mta_sts: bool = True
+    #: Recipients one account may submit per sliding hour (0 = no limit): a stolen
+    #: password cannot spam the world. Counted per process, in memory.
+    max_messages_per_hour: int = Field(default=500, ge=0)
     #: Sign outgoing mail with the sender domain's DKIM keys.
     dkim: bool = True
     #: Where one-click unsubscribe links point (RFC 8058); default: the http listener.
@@ -245,6 +255,117 @@ class Retention(BaseModel):
     interval: float = Field(default=3600.0, gt=0)
 
 
+def _daemon_address(value: str, *, unix: bool) -> str:
+    from adapters.scanners.addresses import parse_address
+
+    parse_address(value, unix=unix)  # raises ValueError with the reason
+    return value
+
+
+class SpamDaemon(BaseModel):
+    """An existing spamd or rspamd whose score is added to the built-in scorer's
+    (issue 8, ``docs/anti-abuse.md``). Off unless configured."""
+
+    enabled: bool = False
+    #: ``host:port``, or (spamd only) the absolute path of a unix socket.
+    address: str = "127.0.0.1:783"
+    #: Seconds to connect, and for the whole request.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)
+    #: Larger messages are not sent (no points), as ``spamc --max-size`` does.
+    max_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    #: When the daemon is down: false, 451 so the sender retries; true, score without it.
+    fail_open: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _daemon_address(value, unix=True)
+
+
+class Rspamd(SpamDaemon):
+    #: rspamd's normal worker (HTTP), ``host:port``.
+    address: str = "127.0.0.1:11333"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _daemon_address(value, unix=False)
+
+
+class ClamAv(BaseModel):
+    """Virus scanning with an existing clamd (issue 8, ``docs/anti-abuse.md``). Off
+    unless configured; on, every MX and submission message is scanned."""
+
+    enabled: bool = False
+    #: clamd's ``TCPSocket`` as ``host:port``, or its ``LocalSocket`` path.
+    address: str = "127.0.0.1:3310"
+    #: Seconds to connect, and for the whole scan.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0)
+    #: Larger messages are not sent and count as over the scan limits (infected); keep
+    #: clamd's StreamMaxLength at least this large.
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    #: A virus (or exceeded scan limits): ``reject`` (554 5.7.0) or ``quarantine``
+    #: (the recipient's Junk mailbox, marked X-Virus-Status: Infected).
+    infected: Literal["reject", "quarantine"] = "reject"
+    #: clamd down or timing out: false, 451 so the sender retries; true, deliver
+    #: marked X-Virus-Status: Unscanned.
+    fail_open: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _daemon_address(value, unix=True)
+
+
+class AntiAbuse(BaseModel):
+    """Sender authentication and the built-in spam scorer for mail on the MX listener
+    (issue 8, ``docs/anti-abuse.md``)."""
+
+    #: Check and score MX mail (off: every message is taken as it is, with no headers added).
+    enabled: bool = True
+    #: A score at or above this goes to the recipient's Junk mailbox with X-Spam-Flag: YES.
+    junk_threshold: float = 5.0
+    #: A score at or above this is refused at the end of DATA (550 5.7.1), nothing stored.
+    reject_threshold: float = 15.0
+    #: DNS block lists (RFC 5782) asked about the client address, e.g. ["zen.spamhaus.org"].
+    dnsbl_zones: list[str] = Field(default_factory=list)
+    #: DNS allow lists, asked the same way; a listing lowers the score.
+    dnswl_zones: list[str] = Field(default_factory=list)
+    #: Refuse mail failing DMARC when the From: domain publishes p=reject (off: Junk).
+    dmarc_reject_honoured: bool = True
+    #: Answer 451 4.4.3 when an SPF, DKIM or DMARC lookup fails for now (off: score 0).
+    tempfail_on_dns_error: bool = False
+    #: Points per rule, overriding the defaults of ``adapters/scanners/scorer.py``.
+    rule_weights: dict[str, float] = Field(default_factory=dict)
+    #: RFC 7208 §4.6.4 limits: DNS-querying terms, and lookups that find nothing.
+    spf_max_dns_lookups: int = Field(default=10, ge=1, le=100)
+    spf_max_void_lookups: int = Field(default=2, ge=0, le=100)
+    #: DKIM signatures checked per message (the rest are ignored).
+    max_dkim_signatures: int = Field(default=10, ge=1, le=100)
+    #: Shorter RSA keys make a DKIM signature permerror (RFC 8301 §3.2: at least 1024).
+    min_rsa_key_bits: int = Field(default=1024, ge=1024)
+    #: Points the recipient's own learning filter adds: weight * (2p - 1) for its spam
+    #: probability p, so from -weight (surely ham) to +weight (surely spam); 0 turns it off.
+    #: Above junk_threshold by default, so what a user taught is spam reaches their Junk
+    #: on its own, and well below reject_threshold, so it never refuses mail alone.
+    learning_weight: float = Field(default=6.0, ge=0.0, le=100.0)
+    #: SpamAssassin's spamd and rspamd, their scores added to the built-in one.
+    spamd: SpamDaemon = SpamDaemon()
+    rspamd: Rspamd = Rspamd()
+
+    @field_validator("rule_weights")
+    @classmethod
+    def _known_rules(cls, value: dict[str, float]) -> dict[str, float]:
+        from adapters.scanners.rules import DEFAULT_WEIGHTS
+
+        unknown = sorted(set(value) - set(DEFAULT_WEIGHTS))
+        if unknown:
+            raise ValueError(f"unknown rules {unknown}; known: {sorted(DEFAULT_WEIGHTS)}")
+        return value
+
+
 class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     hostname: str = "localhost"
@@ -265,6 +386,8 @@ class Settings(BaseSettings):
     outbound: Outbound = Outbound()
     retention: Retention = Retention()
     portal: Portal = Portal()
+    antiabuse: AntiAbuse = AntiAbuse()
+    clamav: ClamAv = ClamAv()
 
     model_config = SettingsConfigDict(env_prefix="LEDGERMAIL_", env_nested_delimiter="__",
                                       extra="forbid")

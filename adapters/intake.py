@@ -10,6 +10,7 @@ listener calls it in a worker thread, so concurrent DATA transactions share comm
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,14 +19,18 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime, getaddresses
+from typing import Literal
 from uuid import UUID, uuid4
 
+from adapters.scanners.authentication_results import remove_forged_fields
 from domain.application.mail import DeliveryResult
 from domain.application.service import LedgerMail
 from domain.application.submission import OutboundOptions, RemoteRecipient
 from domain.model.errors import DomainError
 from domain.model.summary import header_block
-from domain.ports import Scanner
+from domain.ports import ScanContext, Scanner
+
+log = logging.getLogger(__name__)
 
 _ADDRESS_LIKE = re.compile(r"[^\s<>,;:\"()\[\]\\]+@[^\s<>,;:\"()\[\]\\]+")
 _TLS_WORDS = re.compile(r"^[A-Za-z0-9._\- ]{1,120}\Z")
@@ -48,11 +53,20 @@ class SenderNotOwned(DomainError):
 
 
 class ContentRejected(DomainError):
-    """The scanner refused the message for good."""
+    """The scanner refused the message for good. ``kind`` says why in one word
+    (``spam``, ``dmarc``, ...), for the reply the listener picks."""
+
+    def __init__(self, reason: str = "content rejected", kind: str = "content") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class ContentTempfail(Exception):
-    """The scanner could not decide (down, timed out): the sender must retry."""
+    """The scanner could not decide (down, timed out, DNS failing): the sender must retry."""
+
+    def __init__(self, reason: str = "scanner unavailable", kind: str = "scanner") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class BadPurpose(DomainError):
@@ -119,11 +133,22 @@ class Intake:
                                       tls_optional=bool(_TLS_REQUIRED_NO.search(head)), purpose=purpose)
         stored = trace_header(arrival, self.hostname, queue_id, self.app.ports.clock.now(), newline)
         stored += b"".join(line + newline for line in added) + raw
-        verdict = self.scanner.scan(stored, arrival.channel)
+        verdict = self.scanner.scan(stored, scan_context(arrival))
         if verdict.action == "reject":
-            raise ContentRejected(verdict.reason or "content rejected")
+            # Nothing is stored; the log keeps the verdict, never an address.
+            log.info("%s message refused: %s", arrival.channel, verdict.summary or verdict.reason)
+            raise ContentRejected(verdict.reason or "content rejected", verdict.reason or "content")
         if verdict.action == "tempfail":
-            raise ContentTempfail(verdict.reason or "scanner unavailable")
+            log.info("%s message deferred: %s", arrival.channel, verdict.summary or verdict.reason)
+            raise ContentTempfail(verdict.reason or "scanner unavailable", verdict.reason or "scanner")
+        if arrival.channel == "mx":
+            # RFC 8601 §5: results claiming to be ours can only be forged; drop them
+            # (after the scan, so a DKIM signature is checked on the bytes as sent).
+            stored = remove_forged_fields(stored, self.hostname)
+        if verdict.headers:
+            stored = b"".join(field.replace("\n", "\r\n" if newline == b"\r\n" else "\n")
+                              .encode("utf-8", "surrogateescape") + newline
+                              for field in verdict.headers) + stored
         if arrival.channel == "submission":
             assert arrival.account_id is not None
             result = self.app.submit(arrival.account_id, arrival.mail_from, arrival.local_recipients,
@@ -132,7 +157,13 @@ class Intake:
             if result.outbound_ids and self.on_queued is not None:
                 self.on_queued(result.position)
             return Accepted(queue_id, len(stored), result.delivery, result.outbound_id)
-        delivery = self.app.deliver(arrival.local_recipients, stored, channel=arrival.channel)
+        # A recipient's own learning filter may file the message differently (issue 8).
+        folders: dict[str, Literal["inbox", "junk"]] = {
+            address: "junk" if own == "junk" else "inbox"
+            for address, own in verdict.recipient_actions.items()}
+        delivery = self.app.deliver(arrival.local_recipients, stored, channel=arrival.channel,
+                                    folder="junk" if verdict.action == "junk" else "inbox",
+                                    scan=verdict.summary or None, folders=folders or None)
         return Accepted(queue_id, len(stored), delivery, None)
 
     # -- RFC 6409 §8 -------------------------------------------------------------------
@@ -165,6 +196,14 @@ class Intake:
         if fields.get("date") is None:
             added.append(f"Date: {format_datetime(self.app.ports.clock.now())}".encode())
         return added
+
+
+def scan_context(arrival: Arrival) -> ScanContext:
+    """What the scanners see of the SMTP transaction."""
+    recipients = arrival.local_recipients + [r.address for r in arrival.remote_recipients]
+    return ScanContext(channel=arrival.channel, client_ip=arrival.client_ip, helo=arrival.helo,
+                       mail_from=arrival.mail_from, recipients=tuple(recipients),
+                       authenticated=arrival.account_id is not None)
 
 
 def _purpose(fields: Message) -> str | None:

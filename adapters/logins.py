@@ -35,7 +35,7 @@ class LoginOutcome:
 
 def check_login(app: LedgerMail, throttle: LoginThrottle, ip: str, user: str, password: str, *,
                 protocol: str, session: str) -> LoginOutcome:
-    verdict = throttle.begin(ip, user)
+    verdict = throttle.begin(ip, user, protocol)
     if verdict.locked:
         return LoginOutcome(locked=True, delay=verdict.delay)
     failed = False
@@ -48,7 +48,7 @@ def check_login(app: LedgerMail, throttle: LoginThrottle, ip: str, user: str, pa
         log.warning("%s login could not be checked", protocol, exc_info=True)
         return LoginOutcome(unavailable=True)
     finally:
-        throttle.end(ip, user, failed=failed)
+        throttle.end(ip, user, failed=failed, protocol=protocol)
     if failed:
         return LoginOutcome(delay=throttle.check(ip, user).delay)
     throttle.succeeded(ip, user)

@@ -123,16 +123,49 @@ class ReadModels(Protocol):
         ...
 
 
+class ScanContext(NamedTuple):
+    """The SMTP transaction a message came in, as the scanners need it (sender
+    authentication checks the client IP against the MAIL FROM and HELO domains).
+
+    ``channel`` keeps its intake meaning: ``mx`` (from other servers), ``submission``
+    (authenticated users) or ``cli`` (``ledgermail deliver``).
+    """
+
+    channel: str
+    client_ip: str = ""
+    helo: str = ""
+    #: The reverse-path without brackets; "" for the null sender ``<>``.
+    mail_from: str = ""
+    recipients: tuple[str, ...] = ()
+    authenticated: bool = False
+
+
+#: What a verdict can tell the intake to do with a message.
+SCAN_ACTIONS = ("accept", "junk", "reject", "tempfail")
+
+
 class ScanVerdict(NamedTuple):
-    """What a content scanner decided: ``accept``, ``reject`` (5xx) or ``tempfail``
-    (4xx, e.g. the scanner is down: never a silent accept)."""
+    """What the scanners decided.
+
+    ``action``: ``accept``; ``junk`` (deliver to the recipient's \\Junk mailbox);
+    ``reject`` (5xx at the end of DATA, nothing stored) or ``tempfail`` (4xx, e.g. the
+    scanner is down: never a silent accept). ``headers`` are complete header lines
+    (no line end) the intake puts on top of the stored message. ``summary`` is what the
+    delivery's audit record keeps: result names and numbers only, never an address or
+    any other personal data, because it is stored under the system key.
+    """
 
     action: str = "accept"
     reason: str = ""
+    score: float = 0.0
+    headers: tuple[str, ...] = ()
+    summary: dict[str, Any] = {}  # shared default: readers never mutate a summary
+    #: Local recipient address -> ``accept`` or ``junk``, replacing ``action`` for that
+    #: recipient alone (their own learning filter's opinion, issue 8). Never stored.
+    recipient_actions: dict[str, str] = {}  # shared default, never mutated
 
 
 class Scanner(Protocol):
-    """Spam, virus and sender-authentication checks on an incoming message; a no-op
-    until the anti-abuse issue plugs real ones in."""
+    """Spam, virus and sender-authentication checks on an incoming message."""
 
-    def scan(self, raw: bytes, channel: str) -> ScanVerdict: ...
+    def scan(self, raw: bytes, context: ScanContext) -> ScanVerdict: ...

@@ -34,6 +34,7 @@ from adapters.login_throttle import LoginThrottle
 from adapters.smtp import replies
 from adapters.smtp.paths import Path
 from adapters.smtp.protocol import LedgerEnvelope, LedgerSMTP
+from adapters.smtp.rate_limit import OutboundRateLimit
 from domain.application.context import acting
 from domain.application.service import LedgerMail
 from domain.application.submission import RemoteRecipient
@@ -52,14 +53,21 @@ T = TypeVar("T")
 #: How long an answer to "is this mailbox under its quota?" is reused.
 ROOM_CACHE_SECONDS = 2.0
 #: Messages of storage errors that mean "the disk is full" (SQLite, PostgreSQL).
+#: Why a scanner refused a message -> the reply (550 5.7.1 for spam and DMARC, 554 5.7.0
+#: for a virus or exceeded scan limits; RFC 3463 §3.8).
+_REJECTIONS = {"spam": replies.SPAM_REJECTED, "dmarc": replies.DMARC_REJECTED,
+               "virus": replies.VIRUS_REJECTED, "scan_limits": replies.SCAN_LIMITS_REJECTED}
 _DISK_FULL_TEXT = ("database or disk is full", "no space left on device", "could not extend file")
 
 
 class MailHandler:
     def __init__(self, app: LedgerMail, intake: Intake, throttle: LoginThrottle,
                  executor: ThreadPoolExecutor, data_dir: FsPath, min_free_bytes: int,
-                 hide_client_ip_on_submission: bool) -> None:
+                 hide_client_ip_on_submission: bool,
+                 rate_limit: OutboundRateLimit | None = None) -> None:
         self.app = app
+        #: Recipients per account and hour on submission (issue 8); None: no limit.
+        self.rate_limit = rate_limit
         self.intake = intake
         self.throttle = throttle
         self.executor = executor
@@ -212,18 +220,33 @@ class MailHandler:
             requiretls=envelope.requiretls,
         )
         raw = envelope.original_content or b""
+        account_id = server.state.account_id if server.is_submission else None
+        count = len(arrival.local_recipients) + len(arrival.remote_recipients)
+        if account_id is not None and self.rate_limit is not None:
+            if not self.rate_limit.reserve(account_id, count):
+                # No addresses in the log: the account id is a pseudonymous UUID.
+                log.warning("%s refused %d recipient(s): account %s is over outbound.max_messages_per_hour",
+                            server.listener.name, count, account_id)
+                return replies.RATE_LIMITED
+            reply = await self._accept(server, arrival, raw)
+            if not reply.startswith("250"):
+                self.rate_limit.release(account_id, count)
+            return reply
+        return await self._accept(server, arrival, raw)
+
+    async def _accept(self, server: LedgerSMTP, arrival: Arrival, raw: bytes) -> str:
         try:
             accepted = await self._run(server, self.intake.accept, arrival, raw)
         except SenderNotOwned:
             return replies.FROM_NOT_OWNED
         except MessageTooLarge:
             return replies.TOO_BIG
-        except ContentRejected:
-            return replies.CONTENT_REJECTED
+        except ContentRejected as refusal:
+            return _REJECTIONS.get(refusal.kind, replies.CONTENT_REJECTED)
         except BadPurpose:
             return replies.BAD_PURPOSE
-        except ContentTempfail:
-            return replies.SCAN_TEMPFAIL
+        except ContentTempfail as deferral:
+            return replies.AUTH_DNS_TEMPFAIL if deferral.kind == "dns" else replies.SCAN_TEMPFAIL
         except (UnknownAddress, SubjectErased):
             # Removed or being erased between RCPT and DATA: try again; once the
             # address is gone the next RCPT says 550.
@@ -241,7 +264,8 @@ class MailHandler:
         ip = server.peer_ip
         # begin/end, not check: guesses sent at once on many connections must not all
         # pass the lockout check while the first ones are still being verified.
-        verdict = self.throttle.begin(ip, login)
+        protocol = f"smtp-{server.listener.name}"
+        verdict = self.throttle.begin(ip, login, protocol)
         if verdict.locked:
             await asyncio.sleep(verdict.delay)
             return replies.AUTH_LOCKED
@@ -256,7 +280,7 @@ class MailHandler:
         finally:
             # Also on cancellation (the client left): a leaked attempt would lock the
             # address out for good.
-            self.throttle.end(ip, login, failed=failed)
+            self.throttle.end(ip, login, failed=failed, protocol=protocol)
         if failed:
             await asyncio.sleep(self.throttle.check(ip, login).delay)
             return replies.AUTH_FAILED

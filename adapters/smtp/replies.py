@@ -28,6 +28,11 @@ IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 LOCAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
 SCAN_TEMPFAIL = "451 4.7.1 Message could not be checked, try again later"
+#: RFC 5321 §4.2.5 451 (the client keeps the message and retries) with RFC 3463 §3.8
+#: X.7.1, "delivery not authorized": the account sent its ``outbound.max_messages_per_hour``.
+RATE_LIMITED = "451 4.7.1 Sending rate limit exceeded, try again later"
+#: RFC 7208 §8.6 (and RFC 7489 §6.6.3): a sender-authentication lookup failed for now.
+AUTH_DNS_TEMPFAIL = "451 4.4.3 Sender authentication lookup failed, try again later"
 NO_STORAGE = "452 4.3.1 Insufficient system storage"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 #: RFC 3463 X.2.2; temporary, so the sender's queue retries once the owner makes room.
@@ -67,6 +72,9 @@ UNKNOWN_USER = "550 5.1.1 Recipient address rejected: user unknown"
 RELAY_DENIED = "550 5.7.1 Relaying denied"
 ROUTING_DENIED = "550 5.7.1 Relaying denied: sender-specified routing is not accepted"
 CONTENT_REJECTED = "550 5.7.1 Message content rejected"
+SPAM_REJECTED = "550 5.7.1 Message rejected as spam"
+#: RFC 7489 §10.3: the From: domain asked for mail failing DMARC to be rejected.
+DMARC_REJECTED = "550 5.7.1 Message rejected by the DMARC policy of the From: domain"
 BARE_LINE_END = "550 5.6.11 Message refused: bare CR or LF before a dot line (RFC 5321 §2.3.8)"
 NUL_IN_MESSAGE = "550 5.6.0 Message refused: NUL characters are not allowed"
 BAD_PURPOSE = "554 5.6.0 X-Ledgermail-Purpose must be one purpose token (letters, digits, . _ -)"
@@ -78,6 +86,10 @@ NULL_SENDER_REFUSED = "553 5.7.1 The null sender is not accepted on submission"
 UTF8_ADDRESS_WITHOUT_SMTPUTF8 = "553 5.6.7 Non-ASCII address without SMTPUTF8"
 ADDRESS_LITERAL_REFUSED = "553 5.1.2 Address literals are not accepted"
 TRANSACTION_FAILED = "554 5.0.0 Transaction failed"
+#: RFC 3463 §3.8 X.7.0: refused for security reasons; clamd found a virus (issue 8).
+VIRUS_REJECTED = "554 5.7.0 Message rejected: a virus was found"
+#: The scan of an archive exceeded clamd's limits (a zip bomb): treated as a virus.
+SCAN_LIMITS_REJECTED = "554 5.7.0 Message rejected: it exceeds the virus scanner's limits"
 TLS_ALREADY_ACTIVE = "554 5.5.1 TLS already active"  # Postfix's wording
 PARAMETERS_UNKNOWN = "555 5.5.4 Parameter not recognized or not implemented"
 

@@ -19,6 +19,7 @@ from adapters.login_throttle import LoginThrottle
 from adapters.smtp import replies
 from adapters.smtp.handler import MailHandler
 from adapters.smtp.protocol import LedgerSMTP, Listener
+from adapters.smtp.rate_limit import OutboundRateLimit
 from domain.application.service import LedgerMail
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class SmtpService:
         self.table = ConnectionTable(settings.smtp.max_connections_per_ip, settings.smtp.max_connections)
         self.handler = MailHandler(app, intake, throttle, self.executor,
                                    settings.sqlite_dir, settings.smtp.min_free_bytes,
-                                   settings.smtp.hide_client_ip_on_submission)
+                                   settings.smtp.hide_client_ip_on_submission,
+                                   OutboundRateLimit(settings.outbound.max_messages_per_hour))
         self.servers: list[asyncio.base_events.Server] = []
 
     def listener(self, name: str) -> Listener:

@@ -122,7 +122,7 @@ class Portal:
         servers share (``bootstrap.login_throttle``): a guesser locked out there is
         locked out here and the other way round. None after a failure (answered after
         the throttle's delay); ``LoginLocked`` while locked out."""
-        verdict = self.throttle.begin(ip, login)
+        verdict = self.throttle.begin(ip, login, "http")
         if verdict.locked:
             self.sleep(verdict.delay)
             raise LoginLocked()
@@ -134,7 +134,7 @@ class Portal:
         except (DomainError, ValueError):
             failed = True
         finally:
-            self.throttle.end(ip, login, failed=failed)
+            self.throttle.end(ip, login, failed=failed, protocol="http")
         if failed:
             self.sleep(self.throttle.check(ip, login).delay)
             return None

@@ -21,6 +21,7 @@ from domain.model.account import Account
 from domain.model.base import ENVELOPE, LedgerAggregate, PersonalAggregate
 from domain.model.errors import ConcurrencyExhausted, SubjectErased
 from domain.model.mailbox import Mailbox
+from domain.model.spam_filter import SpamFilter
 from domain.ports import (
     BlobStore,
     Clock,
@@ -104,7 +105,8 @@ class LedgerApplication(Application[UUID]):
     """Shared machinery. ``ports`` is None in read-only instances (projection runners)."""
 
     name = "ledgermail"
-    snapshotting_intervals = {Mailbox: 200, Account: 100}
+    #: SpamFilter: one event per trained message, so a busy filter replays from a snapshot.
+    snapshotting_intervals = {Mailbox: 200, Account: 100, SpamFilter: 100}
 
     def __init__(self, env: Any = None, ports: Ports | None = None) -> None:
         super().__init__(env)

@@ -34,6 +34,7 @@ from domain.model.legal_hold import LegalHold, legal_hold_id_for
 from domain.model.message import access_ledger_id_for, copy_id_for
 from domain.model.outbound import Outbox, outbound_message_id_for, outbox_id_for
 from domain.model.retention import retention_policy_id_for
+from domain.model.spam_filter import spam_filter_id_for
 from domain.model.values import normalize_address
 from domain.ports import StreamScanner
 
@@ -191,6 +192,8 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         # Issue 7: the retention rules and legal holds (sealed under the account's key).
         kinds[retention_policy_id_for(account.id)] = "RetentionPolicy"
         kinds[legal_hold_id_for(account.id)] = "LegalHold"
+        # Issue 8: the learning spam filter's statistics (derived from the person's mail).
+        kinds[spam_filter_id_for(account.id)] = "SpamFilter"
         versions = scanner.last_versions(list(kinds) + candidates)
         copies = [c for c in candidates if c in versions]
         kinds.update((copy_id, "MessageCopy") for copy_id in copies)
@@ -214,6 +217,8 @@ class ErasureUseCases(SubmissionUseCases, ConsentUseCases):
         mailbox_ids = [UUID(m) for m in account.mailbox_ids_ever] + [outbox_id_for(account.id)]
         # And the retention rules and holds: a rule set meanwhile is marked too.
         mailbox_ids += [retention_policy_id_for(account.id), legal_hold_id_for(account.id)]
+        # And the spam filter: training racing the erasure conflicts and sees the marker.
+        mailbox_ids.append(spam_filter_id_for(account.id))
 
         def body() -> tuple[dict[UUID, tuple[str, int]], list[str], int]:
             # The view must show every copy made so far (it lists their bodies).

@@ -103,6 +103,7 @@ class _PendingDelivery:
     summary: dict[str, str]
     internal_date: str
     channel: str
+    scan: dict[str, Any] | None = None
     result: DeliveryResult | None = None
     error: BaseException | None = None
 
@@ -162,8 +163,17 @@ class MailUseCases(AccountUseCases):
 
     # -- delivery ----------------------------------------------------------------------
 
-    def deliver(self, recipients: list[str], raw: bytes, channel: str = "lmtp") -> DeliveryResult:
+    def deliver(self, recipients: list[str], raw: bytes, channel: str = "lmtp",
+                folder: Literal["inbox", "junk"] = "inbox",
+                scan: dict[str, Any] | None = None,
+                folders: dict[str, Literal["inbox", "junk"]] | None = None) -> DeliveryResult:
         """Store one message for N local recipients: one blob, one copy per person.
+
+        ``folder="junk"`` puts the copies in each recipient's \\Junk mailbox (the
+        scanners' verdict); ``scan`` is that verdict's summary, recorded on the Delivery
+        in the same transaction (results and numbers only: it is system-scoped).
+        ``folders`` overrides ``folder`` per recipient address (a recipient's own
+        learning spam filter decides for them alone; one body, one transaction still).
 
         The blob is durable before the events; the events of all recipients commit in
         one transaction, so the delivery is all or nothing. Unknown recipients raise
@@ -177,10 +187,15 @@ class MailUseCases(AccountUseCases):
         if not recipients:
             raise ValueError("a delivery needs at least one recipient")
         account_ids = self.recipient_accounts(recipients)
-        inbox_ids = {account_id: self._inbox_id(account_id) for account_id in account_ids}
+        target = self._junk_id if folder == "junk" else self._inbox_id
+        inbox_ids = {account_id: target(account_id) for account_id in account_ids}
+        for address, wanted in (folders or {}).items():
+            if address in recipients:
+                account_id = self.delivery_account_id(address)
+                inbox_ids[account_id] = (self._junk_id if wanted == "junk" else self._inbox_id)(account_id)
         sealed = self.ports.blobs.put(raw)
         pending = _PendingDelivery(raw, sealed, summarize(raw),
-                                   format_internal_date(self.ports.clock.now()), channel)
+                                   format_internal_date(self.ports.clock.now()), channel, scan)
         key = tuple(inbox_ids.values())
         self._waiting_deliveries.add(key, pending)
 
@@ -208,7 +223,8 @@ class MailUseCases(AccountUseCases):
             slots = _UidSlots()
             for item in batch:
                 item_objs, result = self._delivery_objects(inbox_ids, item.raw, item.sealed, item.summary,
-                                                           item.internal_date, item.channel, mailboxes, slots)
+                                                           item.internal_date, item.channel, mailboxes, slots,
+                                                           scan=item.scan)
                 objs += [o for o in item_objs if not isinstance(o, Mailbox)]
                 results.append(result)
             slots.assign(mailboxes.values())
@@ -238,7 +254,8 @@ class MailUseCases(AccountUseCases):
     def _delivery_objects(self, inbox_ids: dict[UUID, UUID], raw: bytes, sealed: SealedBlob,
                           summary: dict[str, str], internal_date: str, channel: str,
                           mailboxes: dict[UUID, Mailbox] | None = None,
-                          slots: _UidSlots | None = None,
+                          slots: _UidSlots | None = None, *,
+                          scan: dict[str, Any] | None = None,
                           ) -> tuple[list[object], DeliveryResult]:
         """A new copy in each recipient's INBOX and the Delivery that links them
         (loaded under the caller's locks, or taken from ``mailboxes``; nothing saved yet).
@@ -253,8 +270,11 @@ class MailUseCases(AccountUseCases):
                                   slots.take(mailbox) if slots is not None else None)
             objs += [mailbox, copy]
             refs.append(CopyRef(account_id, mailbox.id, mailbox.uidvalidity, copy.uid, copy.id))
-        objs.append(Delivery(delivery_id=delivery_id, blob_id=sealed.blob_id, size=len(raw),
-                             copy_ids=[ref.copy_id for ref in refs], channel=channel))
+        delivery = Delivery(delivery_id=delivery_id, blob_id=sealed.blob_id, size=len(raw),
+                            copy_ids=[ref.copy_id for ref in refs], channel=channel)
+        if scan:
+            delivery.record_scan(scan)
+        objs.append(delivery)
         return objs, DeliveryResult(delivery_id, refs, 0)
 
     @contextmanager
@@ -276,6 +296,17 @@ class MailUseCases(AccountUseCases):
             account: Account = self.load(account_id, what="the recipient")
             inbox_id = self._inbox_ids[account_id] = account.mailbox_id("INBOX")
         return inbox_id
+
+    def _junk_id(self, account_id: UUID) -> UUID:
+        """RFC 6154 §2: the account's \\Junk mailbox under whatever name the user gave
+        it; INBOX when there is none (the X-Spam-Flag field still marks the message).
+        Looked up each time, since the user may rename, delete or create it."""
+        account: Account = self.load(account_id, what="the recipient")
+        for _, mailbox_id in sorted(account.mailboxes.items()):
+            mailbox = self.peek(UUID(mailbox_id))
+            if mailbox is not None and not mailbox.deleted and mailbox.special_use == "\\Junk":
+                return mailbox.id
+        return self._inbox_id(account_id)
 
     @staticmethod
     def _new_copy(mailbox: Mailbox, flags: list[str], internal_date: str, size: int,

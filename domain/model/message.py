@@ -12,7 +12,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import event
 
-from domain.model.base import PersonalAggregate, SystemAggregate
+from domain.model.base import ENVELOPE, PersonalAggregate, SystemAggregate
 
 
 class MessageCopy(PersonalAggregate):
@@ -80,6 +80,22 @@ class Delivery(SystemAggregate):
         self.size = size
         self.copy_ids = copy_ids
         self.channel = channel
+        self.scan: dict[str, Any] | None = None
+
+    @event("Scanned")
+    def record_scan(self, verdict: dict[str, Any]) -> None:
+        """The scanners' verdict on the message (results, score, action, rule names;
+        never content, addresses or domains: this event is system-scoped and outlives
+        every recipient's erasure)."""
+        self.scan = verdict
+
+    def stamp_envelope(self, envelope: dict[str, Any]) -> None:
+        """The verdict is processing for security, not for the service: the audit
+        trail says so (GDPR Art. 30 record, Recital 49)."""
+        super().stamp_envelope(envelope)
+        for pending in self._pending_events:
+            if isinstance(pending, Delivery.Scanned):
+                object.__setattr__(pending, ENVELOPE, {**envelope, "purpose": "security"})
 
 
 class AccessLedger(PersonalAggregate):
