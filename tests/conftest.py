@@ -8,6 +8,7 @@ fail (DESIGN §7). Each PostgreSQL test gets its own schemas, dropped afterwards
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,12 @@ from adapters.bootstrap import Container, build, schemas_for
 from adapters.config import Settings, load_settings
 from api.main import create_app
 from domain.application.context import acting
+
+# Hundreds of tests start ``ledgermail`` as a subprocess. With PYTHONDONTWRITEBYTECODE set
+# (this machine sets it), each of them would compile every module of ours again, about
+# half a second apiece: let them cache bytecode, outside the source tree.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "ledgermail-test-pycache"))
 
 PG_DSN = os.environ.get("LEDGERMAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
