@@ -483,12 +483,13 @@ class SqlAuditTrail(SqlViewBase):
         for column, operator, value in (("subject", "=", criteria.subject),
                                         ("at", ">=", criteria.since), ("at", "<=", criteria.until),
                                         ("event_type", "=", criteria.event_type),
-                                        ("actor", "=", criteria.actor)):
+                                        ("actor", "=", criteria.actor),
+                                        ("position", "<", criteria.before_position)):
             if value is not None:
                 conditions.append(f"{column} {operator} %s")
                 params.append(value)
         statement = (f"SELECT * FROM {{p}}audit_entries WHERE {' AND '.join(conditions)} "
-                     "ORDER BY position LIMIT %s")
+                     f"ORDER BY position {'DESC' if criteria.newest_first else 'ASC'} LIMIT %s")
         with self.read() as cursor:
             rows = self.run(cursor, statement, (*params, criteria.limit)).fetchall()
         return [AuditEntry(int(r["position"]), r["at"], r["event_type"], r["stream_id"], r["subject"],

@@ -23,6 +23,7 @@ from api.v1 import _catch_up
 from domain.model.account import Account
 from domain.model.errors import DomainError, LegalHoldActive, SubjectErased
 from domain.model.values import normalize_address
+from projections.audit_trail.view import AuditQuery
 
 #: Processing-history rows per page.
 HISTORY_PAGE = 50
@@ -128,8 +129,8 @@ def build_subject_router(portal: Portal) -> APIRouter:
         record_read(account, "processing history")
         _catch_up(store)  # so the page shows this read too
         pseudonym = store.app.pseudonym_of(account.subject_id)
-        rows = [row.entry for row in reversed(store.audit_trail.rows(pseudonym))
-                if before is None or row.entry.position < before]
+        rows = store.audit_trail.query(AuditQuery(subject=pseudonym, before_position=before,
+                                                  newest_first=True, limit=HISTORY_PAGE + 1))
         page = rows[:HISTORY_PAGE]
         older = page[-1].position if len(rows) > HISTORY_PAGE else None
         return portal.render(request, "history.html", session, entries=page, older=older,

@@ -41,6 +41,9 @@ class AuditQuery:
     event_type: str | None = None
     actor: str | None = None
     after_position: int = 0
+    #: Only entries before this position (a newest-first page's cursor).
+    before_position: int | None = None
+    newest_first: bool = False
     limit: int = 100
 
 
@@ -99,7 +102,8 @@ class AuditTrailInterface(TrackingRecorder, ABC):
 
     @abstractmethod
     def query(self, criteria: AuditQuery) -> list[AuditEntry]:
-        """Entries matching every given criterion, oldest first, at most ``limit``."""
+        """Entries matching every given criterion, oldest first (newest first when asked),
+        at most ``limit``."""
 
     @abstractmethod
     def activity(self) -> list[ActivityCount]:
