@@ -46,6 +46,7 @@ from adapters.scanners.scorer import SpamScorer
 from adapters.scanners.spamd import SpamdClient
 from adapters.smtp.dkim_keys import DkimKeyring
 from adapters.smtp.dkim_signing import dns_records, mta_sts_policy, normalise_domain
+from adapters.smtp.greylist import Greylist
 from adapters.smtp.https_get import https_get as default_https_get
 from adapters.smtp.mta_sts import HttpGet, PolicyCache
 from adapters.smtp.queue_worker import QueueWorker, WorkerOptions
@@ -430,9 +431,21 @@ def ban_registry(container: Container) -> BanRegistry:
 
 
 def smtp_service(container: Container, tls_context: ssl.SSLContext,
-                 resolver: Resolver | None = None) -> SmtpService:
+                 resolver: Resolver | None = None,
+                 greylist_clock: Callable[[], float] | None = None) -> SmtpService:
+    """Tests pass a fake resolver, and a fake clock for greylisting."""
     return SmtpService(container.app, container.settings, intake(container, resolver), tls_context,
-                       login_throttle(container))
+                       login_throttle(container), greylist(container.settings, greylist_clock))
+
+
+def greylist(settings: Settings, clock: Callable[[], float] | None = None) -> Greylist | None:
+    """The greylist of ``antiabuse.greylist`` (one per SMTP service, in memory), or None
+    when it is off, so the RCPT path does not even ask."""
+    if not settings.antiabuse.greylist.enabled:
+        return None
+    if clock is None:
+        return Greylist(settings.antiabuse.greylist)
+    return Greylist(settings.antiabuse.greylist, clock)
 
 
 #: How long a protocol session waits for the views to show its own change before

@@ -319,6 +319,35 @@ class ClamAv(BaseModel):
         return _daemon_address(value, unix=True)
 
 
+class Greylisting(BaseModel):
+    """Greylisting of MX mail (issue 8, RFC 6647; ``adapters/smtp/greylist.py``), off by
+    default: it delays the first mail of every new correspondent. In memory per process."""
+
+    enabled: bool = False
+    #: A retry sooner than this after the first try is refused again (RFC 6647 §4).
+    delay_seconds: float = Field(default=300.0, ge=0)
+    #: A retry later than this after the first try starts over.
+    retry_window_seconds: float = Field(default=86400.0, gt=0)
+    #: How long a passed triplet (and an auto-allowed network) passes at once, renewed
+    #: at each use (RFC 6647 §4.3 asks for at least a week; postgrey keeps 35 days).
+    pass_seconds: float = Field(default=36 * 86400.0, gt=0)
+    #: Triplets a client network must pass before the whole network passes (0: never).
+    auto_allow_after: int = Field(default=5, ge=0)
+    #: Entries kept per table; beyond, the least recently used is forgotten.
+    max_entries: int = Field(default=100_000, ge=1)
+    #: Client networks never greylisted (CIDRs, e.g. a backup MX or a partner's relays).
+    exempt_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("exempt_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+
 class AntiAbuse(BaseModel):
     """Sender authentication and the built-in spam scorer for mail on the MX listener
     (issue 8, ``docs/anti-abuse.md``)."""
@@ -354,6 +383,8 @@ class AntiAbuse(BaseModel):
     #: SpamAssassin's spamd and rspamd, their scores added to the built-in one.
     spamd: SpamDaemon = SpamDaemon()
     rspamd: Rspamd = Rspamd()
+    #: Greylisting at RCPT on the MX listener; independent of ``enabled``.
+    greylist: Greylisting = Greylisting()
 
     @field_validator("rule_weights")
     @classmethod

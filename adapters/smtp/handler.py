@@ -32,6 +32,7 @@ from adapters.intake import (
 )
 from adapters.login_throttle import LoginThrottle
 from adapters.smtp import replies
+from adapters.smtp.greylist import Greylist
 from adapters.smtp.paths import Path
 from adapters.smtp.protocol import LedgerEnvelope, LedgerSMTP
 from adapters.smtp.rate_limit import OutboundRateLimit
@@ -64,8 +65,11 @@ class MailHandler:
     def __init__(self, app: LedgerMail, intake: Intake, throttle: LoginThrottle,
                  executor: ThreadPoolExecutor, data_dir: FsPath, min_free_bytes: int,
                  hide_client_ip_on_submission: bool,
-                 rate_limit: OutboundRateLimit | None = None) -> None:
+                 rate_limit: OutboundRateLimit | None = None,
+                 greylist: Greylist | None = None) -> None:
         self.app = app
+        #: Greylisting of MX recipients (RFC 6647, issue 8); None when off, so no cost.
+        self.greylist = greylist
         #: Recipients per account and hour on submission (issue 8); None: no limit.
         self.rate_limit = rate_limit
         self.intake = intake
@@ -124,6 +128,8 @@ class MailHandler:
         if local:
             if address is None:
                 return replies.UNKNOWN_USER
+            if self._greylisted(server, envelope, address):
+                return replies.GREYLISTED
             if not await self._has_room(server, address):
                 return replies.MAILBOX_FULL
             if address not in envelope.local_recipients:
@@ -140,6 +146,18 @@ class MailHandler:
                 return replies.BAD_RECIPIENT_SYNTAX
         envelope.remote_recipients.append(RemoteRecipient(path.address, notify, orcpt))
         return replies.RECIPIENT_QUEUED
+
+    def _greylisted(self, server: LedgerSMTP, envelope: LedgerEnvelope, address: str) -> bool:
+        """RFC 6647 §4: only strangers on the MX listener are greylisted; submission and
+        authenticated sessions never (their users would wait for their own mail). Asked
+        after the unknown-user check, so a bad address still gets its 550 at once."""
+        if self.greylist is None or server.is_submission or server.session.authenticated:
+            return False
+        if self.greylist.admit(server.peer_ip, envelope.mail_from or "", address):
+            return False
+        # No address and no IP in the log: both are personal data (docs/anti-abuse.md).
+        log.info("%s greylisted a recipient", server.listener.name)
+        return True
 
     async def _has_room(self, server: LedgerSMTP, address: str) -> bool:
         """Is the recipient's account under its quota? Asked of the views at most every

@@ -31,6 +31,9 @@ SCAN_TEMPFAIL = "451 4.7.1 Message could not be checked, try again later"
 #: RFC 5321 §4.2.5 451 (the client keeps the message and retries) with RFC 3463 §3.8
 #: X.7.1, "delivery not authorized": the account sent its ``outbound.max_messages_per_hour``.
 RATE_LIMITED = "451 4.7.1 Sending rate limit exceeded, try again later"
+#: RFC 6647 §2.1, §4: a new (network, sender, recipient) triplet on the MX listener is
+#: refused for now at RCPT; RFC 3463 §3.8 X.7.1, "delivery not authorized" (as postgrey).
+GREYLISTED = "451 4.7.1 Greylisted, please try again later"
 #: RFC 7208 §8.6 (and RFC 7489 §6.6.3): a sender-authentication lookup failed for now.
 AUTH_DNS_TEMPFAIL = "451 4.4.3 Sender authentication lookup failed, try again later"
 NO_STORAGE = "452 4.3.1 Insufficient system storage"

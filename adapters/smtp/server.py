@@ -17,6 +17,7 @@ from adapters.connections import ConnectionTable
 from adapters.intake import Intake
 from adapters.login_throttle import LoginThrottle
 from adapters.smtp import replies
+from adapters.smtp.greylist import Greylist
 from adapters.smtp.handler import MailHandler
 from adapters.smtp.protocol import LedgerSMTP, Listener
 from adapters.smtp.rate_limit import OutboundRateLimit
@@ -40,7 +41,8 @@ DRAIN_SECONDS = 10.0
 
 class SmtpService:
     def __init__(self, app: LedgerMail, settings: Settings, intake: Intake,
-                 tls_context: ssl.SSLContext, throttle: LoginThrottle) -> None:
+                 tls_context: ssl.SSLContext, throttle: LoginThrottle,
+                 greylist: Greylist | None = None) -> None:
         self.settings = settings
         self.tls_context = tls_context
         self.executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="smtp")
@@ -48,7 +50,8 @@ class SmtpService:
         self.handler = MailHandler(app, intake, throttle, self.executor,
                                    settings.sqlite_dir, settings.smtp.min_free_bytes,
                                    settings.smtp.hide_client_ip_on_submission,
-                                   OutboundRateLimit(settings.outbound.max_messages_per_hour))
+                                   OutboundRateLimit(settings.outbound.max_messages_per_hour),
+                                   greylist)
         self.servers: list[asyncio.base_events.Server] = []
 
     def listener(self, name: str) -> Listener:
