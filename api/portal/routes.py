@@ -1,5 +1,6 @@
 """The person's pages (issue 7): log in with the mail password, see what is held and the
-processing history, toggle consents, download an export, erase the account.
+processing history, toggle consents, download an export, erase the account; and (issue 8)
+teach the spam filter by moving messages into or out of Junk.
 
 Every page that shows personal data records the read in the person's access ledger
 (``record_data_access``, purpose ``portal``) before answering, as the API does. Routes
@@ -15,11 +16,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from api.portal import junk as junk_listing
 from api.portal.jobs import ErasureRunner, ExportJobs
 from api.portal.sessions import PortalSession
 from api.portal.web import PORTAL_PURPOSE, LoginLocked, Portal, as_person
 from api.subjects import subject_summary
 from api.v1 import _catch_up
+from domain.application.spam_learning import TRAINING_PURPOSE
 from domain.model.account import Account
 from domain.model.errors import DomainError, LegalHoldActive, SubjectErased
 from domain.model.values import normalize_address
@@ -169,6 +172,66 @@ def build_subject_router(portal: Portal) -> APIRouter:
         except (DomainError, ValueError):
             raise HTTPException(status_code=422, detail="That is not a purpose this server knows.") from None
         return portal.redirect("/consents")
+
+    # -- spam and junk (issue 8) ------------------------------------------------------------
+
+    @router.get("/junk")
+    def junk(request: Request) -> Response:
+        """The newest messages of Junk and of INBOX, each with a button that files it the
+        other way (training the person's filter), and the last filing's outcome."""
+        current = logged_in(request)
+        if current is None:
+            return portal.redirect("/login")
+        session, account = current
+        _catch_up(store)
+        record_read(account, "junk listing")
+        view = store.mailbox_view
+        inbox, junk_box = junk_listing.person_mailboxes(view, account.id)
+        notice, session.notice = session.notice, None
+        return portal.render(request, "junk.html", session, notice=notice,
+                             inbox=junk_listing.newest(view, inbox) if inbox else None,
+                             junk=junk_listing.newest(view, junk_box) if junk_box else None)
+
+    @router.post("/junk")
+    def file_message(request: Request, mailbox: FormText = "", uid: FormText = "",
+                     verdict: FormText = "", csrf_token: FormText = "") -> Response:
+        """The "Spam" button moves a message from INBOX to Junk, "Not spam" from Junk to INBOX, by
+        ``copy_messages(move=True)`` — IMAP MOVE's use case, whose hook trains the filter —
+        acting as the person. The posted mailbox must be that person's INBOX or Junk
+        (as the verdict says); anything else is a 404 and nothing moves."""
+        session = portal.form_session(request, csrf_token)
+        account = portal.account_of(session)
+        if account is None:
+            return portal.redirect("/login")
+        if verdict not in ("spam", "ham"):
+            raise HTTPException(status_code=422, detail="Choose Spam or Not spam.")
+        source_id = junk_listing.parse_mailbox_id(mailbox)
+        number = junk_listing.parse_uid(uid)
+        inbox, junk_box = junk_listing.person_mailboxes(store.mailbox_view, account.id)
+        source, target = (inbox, junk_box) if verdict == "spam" else (junk_box, inbox)
+        if source_id is None or number is None or source is None or source.mailbox_id != source_id:
+            raise HTTPException(status_code=404, detail="There is no such message in your mailboxes.")
+        if target is None:
+            raise HTTPException(status_code=409, detail=(
+                "You have no Junk mailbox to move it to. Create one in your mail program "
+                "(marked as Junk) and try again."))
+        try:
+            with as_person(account.id, purpose=TRAINING_PURPOSE):
+                pairs, _uidvalidity, _position = store.app.copy_messages(
+                    account.id, source.mailbox_id, [number], target.name, move=True)
+        except SubjectErased:
+            raise HTTPException(status_code=404, detail="This account no longer exists.") from None
+        except DomainError:
+            # The mailbox was renamed or deleted since the page was shown.
+            session.notice = "Nothing was moved: your mailboxes changed. Try again below."
+            return portal.redirect("/junk")
+        if not pairs:
+            session.notice = "Nothing was moved: that message is no longer there."
+        elif verdict == "spam":
+            session.notice = f"Moved to {target.name} as spam; your spam filter learned from it."
+        else:
+            session.notice = f"Moved to {target.name} as not spam; your spam filter learned from it."
+        return portal.redirect("/junk")
 
     # -- download my data -------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ class PortalSession:
     receipts: list[str] = field(default_factory=list)
     #: Export ids this session started, newest last.
     exports: list[str] = field(default_factory=list)
+    #: A one-line outcome of the last form (e.g. "moved to Junk"), shown once on the
+    #: next page and then forgotten: kept here, not in the redirect's URL, so that no
+    #: outcome about the person's mail travels in an address or a log line.
+    notice: str | None = None
 
 
 class SessionStore:
