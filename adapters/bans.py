@@ -111,6 +111,13 @@ class BanRegistry:
             thread.join(timeout=10)
 
     def _run(self) -> None:
+        try:
+            revived = self.app.reshred_lifted_bans()
+            if revived:
+                log.warning("shredded again the keys of %d lifted ban(s) (a restored key store, "
+                            "or a stop between lifting and shredding)", revived)
+        except Exception as error:  # noqa: BLE001 - the next start tries again
+            log.warning("lifted bans could not be checked: %s", type(error).__name__)
         while not self._stop.is_set():
             self._wake.wait(self.refresh_seconds)
             self._wake.clear()

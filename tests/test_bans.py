@@ -34,6 +34,7 @@ from tests.imap_support import PASSWORD, add_user, running_imap
 from tests.pop3_support import running_pop3
 from tests.smtp_support import client_context, running_smtp
 from tests.test_cli import ledgermail
+from tests.test_crypto import restore_keys, snapshot_keys
 
 ALICE = "alice@example.test"
 GUESSER = "127.0.0.2"
@@ -272,3 +273,26 @@ def test_unknown_users_and_wrong_passwords_take_similar_time(settings: Settings)
         assert 0.5 <= unknown / wrong <= 2.0, (unknown, wrong)
     finally:
         container.close()
+
+
+def test_a_lifted_bans_key_brought_back_by_a_restored_key_store_is_shredded_again(
+        store: Container, settings: Settings, backend: str) -> None:
+    with acting("admin:test", protocol="test", purpose="testing"):
+        store.app.place_ban("ip", "192.0.2.77", 600, 20, "imap")
+    [ban] = store.app.active_bans()
+    backup = snapshot_keys(settings, backend)  # a backup taken while the ban held
+    with acting("admin:test", protocol="test", purpose="testing"):
+        store.app.lift_ban("192.0.2.77")
+    store.app.evict(ban.ban_id)
+    with pytest.raises(SubjectErased):
+        store.app.load(ban.ban_id)
+    assert store.app.reshred_lifted_bans() == 0  # nothing to do while the store is whole
+
+    restore_keys(settings, backend, backup)  # ... comes back after the ban ended
+    store.app.evict(ban.ban_id)
+    assert store.app.load(ban.ban_id).target == "192.0.2.77"
+    assert store.app.reshred_lifted_bans() == 1
+    store.app.evict(ban.ban_id)
+    with pytest.raises(SubjectErased):
+        store.app.load(ban.ban_id)
+    assert store.app.reshred_lifted_bans() == 0

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from domain.application.base import LedgerApplication, iso_time
 from domain.model.ban import BAN_INDEX_ID, BAN_KINDS, Ban, BanIndex, InvalidBanTarget, NoSuchBan
 from domain.model.base import new_subject_id
@@ -184,6 +186,25 @@ class BanUseCases(LedgerApplication):
         if lifted is not None:
             self._shred_ban(ban_id)
         return lifted
+
+    def reshred_lifted_bans(self) -> int:
+        """Shred again the key of every lifted ban whose target is readable: a key store
+        restored from a backup brought it back, or the process stopped between lifting and
+        shredding. The log, not the key store, says which bans ended (``Ban.Lifted``).
+        Returns how many were shredded again. One load per lifted ban, so servers run it
+        once, in the background (adapters/bans.py), not on every command."""
+        topic = get_topic(Ban.Lifted)
+        count, start = 0, 1
+        while True:
+            notifications = self.recorder.select_notifications(start=start, limit=1000, topics=[topic])
+            if not notifications:
+                return count
+            for notification in notifications:
+                ban_id = notification.originator_id
+                if self._unshredded_ban(ban_id) is not None:
+                    self._shred_ban(ban_id)
+                    count += 1
+            start = notifications[-1].id + 1
 
     def _unshredded_ban(self, ban_id: UUID) -> Ban | None:
         try:
