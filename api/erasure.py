@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -91,30 +93,42 @@ def _refusal(error: Exception) -> HTTPException:
     return HTTPException(status_code=409, detail=str(error))  # LegalHoldExists among others
 
 
-def build_erasure_router(store: bootstrap.Container) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["erasure"])
-    require = scope_guard(store)
-    running: set[str] = set()
-    lock = threading.Lock()
+class ErasureRunner:
+    """Runs recorded erasure requests in background threads, one per request: a second
+    call while it runs starts nothing, and a run that stops leaves the request open, to
+    resume on the next call. Shared by the API and the portal, which differ only in the
+    actor the run is recorded under."""
 
-    def run_in_background(request_id: str, token_id: str) -> None:
-        """One worker per request: a second POST while it runs starts nothing."""
-        with lock:
-            if request_id in running:
+    def __init__(self, store: bootstrap.Container) -> None:
+        self.store = store
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def run(self, request_id: str, actor: Callable[[], AbstractContextManager[Any]]) -> None:
+        with self._lock:
+            if request_id in self._running:
                 return
-            running.add(request_id)
+            self._running.add(request_id)
 
         def work() -> None:
             try:
-                with acting(f"token:{token_id}", protocol="http", purpose="erasure"):
-                    store.app.run_erasure(request_id)
-            except Exception:  # the request stays open; a second POST resumes it
-                log.exception("erasure %s stopped; POST it again to resume", request_id)
+                with actor():
+                    self.store.app.run_erasure(request_id)
+            except Exception as error:  # the request stays open; a rerun resumes it
+                # The type only: a domain error's message may name the person.
+                log.warning("erasure %s stopped (%s); ask again to resume", request_id[:8],
+                            type(error).__name__)
             finally:
-                with lock:
-                    running.discard(request_id)
+                with self._lock:
+                    self._running.discard(request_id)
 
         threading.Thread(target=work, name=f"erasure-{request_id[:8]}", daemon=True).start()
+
+
+def build_erasure_router(store: bootstrap.Container) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["erasure"])
+    require = scope_guard(store)
+    erasures = ErasureRunner(store)
 
     @router.post("/erasures", status_code=202, response_model=ErasurePublic,
                  responses={404: {"description": "unknown subject"},
@@ -129,7 +143,7 @@ def build_erasure_router(store: bootstrap.Container) -> APIRouter:
         except (DomainError, ValueError) as error:
             raise _refusal(error) from None
         if status["status"] not in ("completed", "blocked"):
-            run_in_background(request_id, token)
+            erasures.run(request_id, lambda: acting(f"token:{token}", protocol="http", purpose="erasure"))
         return ErasurePublic(**status)
 
     @router.get("/erasures/{request_id}", response_model=ErasurePublic,

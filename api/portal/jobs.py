@@ -4,7 +4,7 @@ The export is the zip ``ledgermail export`` and ``POST /api/v1/exports`` build
 (``bootstrap.write_subject_export``), written to the same per-account folder
 (``bootstrap.export_files``), so erasing the person deletes it too. Jobs are named by a
 random id (never an address, which would end up in URLs) and live in this process.
-An erasure runs the recorded request with ``run_erasure``, one worker per request.
+Erasures run through ``api.erasure.ErasureRunner``, as the API's do.
 """
 
 from __future__ import annotations
@@ -86,30 +86,3 @@ class ExportJobs:
         with self._lock:
             job = self._jobs.get(export_id)
         return job if job is not None and job.account_id == account_id else None
-
-
-class ErasureRunner:
-    def __init__(self, store: bootstrap.Container) -> None:
-        self.store = store
-        self._running: set[str] = set()
-        self._lock = threading.Lock()
-
-    def run(self, request_id: str, account_id: UUID) -> None:
-        """Run the recorded request in the background (a second call while it runs
-        starts nothing); a stopped run stays open and resumes on the next call."""
-        with self._lock:
-            if request_id in self._running:
-                return
-            self._running.add(request_id)
-
-        def work() -> None:
-            try:
-                with as_person(account_id, purpose="erasure"):
-                    self.store.app.run_erasure(request_id)
-            except Exception as error:  # the request stays open; a rerun resumes it
-                log.warning("portal erasure %s stopped: %s", request_id[:8], type(error).__name__)
-            finally:
-                with self._lock:
-                    self._running.discard(request_id)
-
-        threading.Thread(target=work, name=f"portal-erasure-{request_id[:8]}", daemon=True).start()

@@ -16,8 +16,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from api.erasure import ErasureRunner
 from api.portal import junk as junk_listing
-from api.portal.jobs import ErasureRunner, ExportJobs
+from api.portal.jobs import ExportJobs
 from api.portal.sessions import PortalSession
 from api.portal.web import PORTAL_PURPOSE, LoginLocked, Portal, as_person
 from api.subjects import subject_summary
@@ -315,7 +316,7 @@ def build_subject_router(portal: Portal) -> APIRouter:
         if request_id not in session.receipts:
             session.receipts.append(request_id)
         session.account_id = None
-        erasures.run(request_id, account.id)
+        erasures.run(request_id, lambda: as_person(account.id, purpose="erasure"))
         return portal.redirect(f"/erasure/{request_id}")
 
     @router.get("/erasure/{request_id}")
