@@ -352,6 +352,7 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
              ProjectionSpec(AuditTrailProjection, audit_class)],
             lock,
             view_env={**env, "CREATE_TABLE": "y"},
+            listen_dsn=parse_postgres_url(settings.store_url).dsn if settings.is_postgres else None,
         )
         ports = Ports(
             blobs=blobs,

@@ -39,6 +39,7 @@ def create_app(container: bootstrap.Container | None = None) -> FastAPI:
             "projections": {name: {"position": pos, "lag": max(0, log_position - pos)}
                             for name, pos in positions.items()},
             "projections_leader": store.projections.is_leading,
+            "projection_restarts": store.projections.restarts,
             "error": store.projections.last_error,
         }
 

@@ -33,6 +33,9 @@ class FileLeaderLock:
         self._fd = fd
         return True
 
+    def still_held(self) -> bool:
+        return self._fd is not None  # a flock lives as long as this process
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -57,6 +60,18 @@ class PostgresLeaderLock:
             return True
         conn.close()
         return False
+
+    def still_held(self) -> bool:
+        """False once the lock's session is gone (terminated, server restarted): the
+        server released the lock with it, and another node may hold it now."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self.release()
+            return False
+        return True
 
     def release(self) -> None:
         if self._conn is not None:
