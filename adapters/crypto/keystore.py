@@ -121,6 +121,21 @@ class SubjectKeyStore(ABC):
             return None
         return entry[1]
 
+    def evict(self, key_ids: list[bytes] | None) -> None:
+        """Forget these cached keys (None: all of them), because another node shredded
+        them; the next use reads the row and finds the tombstone."""
+        with self._lock:
+            if key_ids is None:
+                self._keys.clear()
+                self._subjects.clear()
+                return
+            gone = set(key_ids)
+            for key_id in gone:
+                self._keys.pop(key_id, None)
+            for subject_id, (_, key_id) in list(self._subjects.items()):
+                if key_id in gone:
+                    self._subjects.pop(subject_id, None)
+
     def _forget_if_changed(self) -> None:
         now = time.monotonic()
         if self._next_change_check < now:

@@ -1,7 +1,16 @@
-"""The key store in its own PostgreSQL schema (``<schema>_keys``)."""
+"""The key store in its own PostgreSQL schema (``<schema>_keys``).
+
+Several nodes share it (docs/scaling.md). A node that shreds keys NOTIFYs their ids in
+the shredding transaction; every node LISTENs and drops them from its cache the moment
+that commits, so an erasure finished on one node leaves the person's data unreadable on
+all of them at once, and a cached key can be trusted for a minute instead of two
+seconds. While the LISTEN session is down nothing is cached at all: a shred announced
+then would go unheard.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -9,14 +18,71 @@ from typing import Any
 import psycopg
 
 from adapters.crypto.keystore import SubjectKeyStore
+from adapters.storage.listener import ListenLost, NotificationListener, channel_name, notify
+
+log = logging.getLogger(__name__)
+
+#: How long a cached key is trusted while this node hears other nodes' shreds.
+LISTENING_CACHE_SECONDS = 60.0
+#: Payload meaning "forget every cached key" (a shred too large for one NOTIFY).
+EVICT_ALL = "*"
+#: NOTIFY payloads must stay under 8,000 bytes.
+MAX_PAYLOAD = 7000
 
 
 class PostgresKeyStore(SubjectKeyStore):
+    cache_ttl = 0.0  # until the LISTEN session is in place
+
     def __init__(self, dsn: str, schema: str, master_key: bytes) -> None:
         self._dsn = dsn
         self._schema = schema
         self._conn_lock = threading.RLock()
+        self.channel = channel_name("ledgermail_keys", schema)
+        self._closing = threading.Event()
         super().__init__(master_key, where=f"{dsn} schema {schema}")
+        self._listening = threading.Thread(target=self._hear_shreds, name="keystore-listen",
+                                           daemon=True)
+        self._listening.start()
+
+    # -- the shred broadcast -------------------------------------------------------------
+
+    def _hear_shreds(self) -> None:
+        backoff = 0.5
+        while not self._closing.is_set():
+            listener = NotificationListener(self._dsn, [self.channel], self._heard,
+                                            f"keys {self._schema}", on_ready=self._trust_cache)
+            try:
+                listener.run(self._closing)
+            except ListenLost as error:
+                self._distrust_cache()
+                if not self._closing.is_set():
+                    log.warning("key store: LISTEN session lost (%s); caching no keys until "
+                                "it is back", error)
+                self._closing.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.5
+
+    def _trust_cache(self) -> None:
+        self.evict(None)  # whatever was cached before LISTEN may have been shredded since
+        self.cache_ttl = LISTENING_CACHE_SECONDS
+
+    def _distrust_cache(self) -> None:
+        self.cache_ttl = 0.0
+        self.evict(None)
+
+    def _heard(self, _channel: str, payload: str) -> None:
+        if payload == EVICT_ALL or not payload:
+            self.evict(None)
+            return
+        try:
+            self.evict([bytes.fromhex(key_id) for key_id in payload.split(",")])
+        except ValueError:
+            self.evict(None)
+
+    def _announce(self, conn: psycopg.Connection, key_ids: list[bytes]) -> None:
+        payload = ",".join(key_id.hex() for key_id in key_ids)
+        notify(conn, self.channel, payload if len(payload) <= MAX_PAYLOAD else EVICT_ALL)
 
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self._dsn, autocommit=True)
@@ -96,6 +162,8 @@ class PostgresKeyStore(SubjectKeyStore):
                 "erasure_ref=%s WHERE subject_id=%s AND shredded_at IS NULL RETURNING key_id",
                 (tombstone, time.time(), erasure_ref, subject_id),
             ).fetchall()
+            if rows:
+                self._announce(self._live(), [bytes(r[0]) for r in rows])
         with self._conn_lock:
             # Dead tuples hold the old wrapped key until vacuumed.
             self._live().execute("VACUUM subject_keys")
@@ -115,6 +183,8 @@ class PostgresKeyStore(SubjectKeyStore):
                     "UPDATE subject_keys SET wrapped_key=NULL, subject_id=%s, shredded_at=%s, "
                     "erasure_ref=%s WHERE key_id=%s", (subject, time.time(), erasure_ref, key_id))
                 revived.append(key_id)
+            if revived:
+                self._announce(self._live(), revived)
         if revived:
             with self._conn_lock:
                 self._live().execute("VACUUM subject_keys")
@@ -129,5 +199,7 @@ class PostgresKeyStore(SubjectKeyStore):
         return [bytes(r[0]) for r in rows]
 
     def close(self) -> None:
+        self._closing.set()
+        self._listening.join(timeout=5)
         with self._conn_lock:
             self._conn.close()
