@@ -401,3 +401,26 @@ def test_a_dropped_listen_session_restarts_the_runner_which_catches_up(nodes: li
     assert "LISTEN session lost" in a.log.read_text()
     assert a.health()["status"] == "ok"
 
+
+
+def test_a_lost_leader_lock_session_hands_the_projections_to_exactly_one_node(nodes: list[Node]) -> None:
+    a, b = nodes
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        terminated = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE application_name = 'ledgermail-leader'").fetchall()
+    assert terminated == [(True,)]
+    # A notices within its check interval and stands by; whichever node wins the lock leads.
+    wait_until(lambda: "standing by" in a.log.read_text(), 15, "node a gives up leading")
+    wait_until(lambda: [a.health()["projections_leader"], b.health()["projections_leader"]].count(True) == 1,
+               15, "exactly one leader")
+    on_a, on_b = Idler(a), Idler(b)
+    try:
+        before = (on_a.exists, on_b.exists)
+        mx_send(b, 200)
+        assert (on_a.wait_exists(), on_b.wait_exists()) == (before[0] + 1, before[1] + 1)
+    finally:
+        on_a.close()
+        on_b.close()
+    for _ in range(10):  # and it stays one
+        assert [a.health()["projections_leader"], b.health()["projections_leader"]].count(True) == 1
+        time.sleep(0.1)

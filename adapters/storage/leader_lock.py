@@ -43,6 +43,10 @@ class FileLeaderLock:
             self._fd = None
 
 
+#: ``application_name`` of the lock's session (pg_stat_activity shows the leader).
+APPLICATION_NAME = "ledgermail-leader"
+
+
 class PostgresLeaderLock:
     """A session-level advisory lock, held by a dedicated connection."""
 
@@ -54,7 +58,7 @@ class PostgresLeaderLock:
     def try_acquire(self) -> bool:
         if self._conn is not None:
             return True
-        conn = psycopg.connect(self._dsn, autocommit=True)
+        conn = psycopg.connect(self._dsn, autocommit=True, application_name=APPLICATION_NAME)
         if conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0]:
             self._conn = conn
             return True
