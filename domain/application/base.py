@@ -165,6 +165,13 @@ class LedgerApplication(Application[UUID]):
         recordings = self.save(*objs)
         return recordings[-1].notification.id if recordings else self.log_position()
 
+    def _record(self, processing_event: Any) -> Any:
+        recordings = super()._record(processing_event)
+        for aggregate_id, aggregate in processing_event.aggregates.items():
+            if getattr(aggregate, "read_settled", False):
+                self.evict(aggregate_id)
+        return recordings
+
     def log_position(self) -> int:
         """The position of the newest event in the log (0 when empty): what a reader
         waits for to see everything committed so far (read-your-writes)."""
@@ -194,6 +201,18 @@ class LedgerApplication(Application[UUID]):
                                        fastforward_skipping=True)
         except AggregateNotFoundError:
             return None
+
+    def peek_settled(self, aggregate_id: UUID) -> Any | None:
+        """``peek`` for fields that never change once written (a copy's blob and data
+        key): the cached object as it is, without the fast-forward query; loaded (and
+        cached) when it is not in the cache. Aggregates read this way say so
+        (``read_settled``), and ``_record`` drops them from the cache whenever this
+        process changes them, so this process never reads its own past."""
+        cache = self.repository.cache
+        if cache is not None:
+            with suppress(KeyError):
+                return cache.get(aggregate_id)
+        return self.peek(aggregate_id)
 
     def evict(self, aggregate_id: UUID) -> None:
         # LRUCache.clear() leaves entries behind in eventsourcing 9.5.6; evict per id.

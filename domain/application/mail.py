@@ -605,7 +605,13 @@ class MailUseCases(AccountUseCases):
     def read_bodies(self, account_id: UUID, mailbox_id: UUID,
                     uids: list[int]) -> tuple[dict[int, bytes], list[UUID]]:
         """``open_bodies`` without the record: the caller must ``record_accesses`` the
-        returned copy ids before the bodies leave the process."""
+        returned copy ids before the bodies leave the process.
+
+        The account is read up to date (an erasure anywhere stops this at once); each
+        copy is taken as cached, without asking the log for newer events: the blob and
+        its key never change, and a copy expunged by another session since may still be
+        read, as RFC 2180 §4.1.1 allows (Dovecot does the same). That query per message
+        was most of the time of a SEARCH TEXT or a FETCH of bodies (docs/performance.md)."""
         account: Account | None = self.peek(account_id)
         if account is None or account.erased:
             raise SubjectErased("the account")
@@ -614,7 +620,7 @@ class MailUseCases(AccountUseCases):
         bodies: dict[int, bytes] = {}
         opened: list[UUID] = []
         for uid in uids:
-            copy = self.peek(copy_id_for(mailbox_id, uid))
+            copy = self.peek_settled(copy_id_for(mailbox_id, uid))
             if copy is None or copy.expunged or copy.erased:
                 continue
             bodies[uid] = self.ports.blobs.get(copy.blob_id, copy.data_key)

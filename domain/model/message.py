@@ -16,6 +16,10 @@ from domain.model.base import ENVELOPE, PersonalAggregate, SystemAggregate
 
 
 class MessageCopy(PersonalAggregate):
+    #: Its blob and data key never change: bodies are read from the cached object
+    #: without asking the log for newer events (LedgerApplication.peek_settled).
+    read_settled = True
+
     @staticmethod
     def create_id(mailbox_id: UUID, uid: int, **_: Any) -> UUID:  # type: ignore[override]
         """Derived from mailbox and UID, so erasure can enumerate every copy a mailbox
