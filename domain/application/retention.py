@@ -235,6 +235,10 @@ class RetentionUseCases(MailUseCases):
         messages kept because of a hold}``. ``now`` is for tests and replays."""
         moment = now or self.ports.clock.now()
         counts = {"accounts": 0, "deleted": 0, "held": 0}
+        # The view says which messages are due: let it see everything committed so far,
+        # or a message saved a moment ago would wait for the next run (and a busy
+        # leader would make the counts of this one depend on timing).
+        self.ports.read_models.wait_for(self.log_position(), timeout=30)
         with acting(RETENTION_ACTOR, purpose=RETENTION_PURPOSE):
             for account in self._enrolled(POLICY):
                 policy = self._policy_of(account)
