@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint bench bench-smtp bench-imap bench-pop3 bench-outbound clean
+.PHONY: serve test lint bench bench-smtp bench-imap bench-pop3 bench-outbound bench-store clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,10 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Every comparison with a peer (Postfix, Dovecot; installed with apt-get if missing), one
+# table; its last line is "targets met: N of M". As root. bench-* run one script each.
 bench: $(BIN)/.installed
-	$(BIN)/python bench/store.py
+	$(BIN)/python bench/all.py
 
 bench-smtp: $(BIN)/.installed
 	$(BIN)/python bench/smtp.py
@@ -37,6 +39,9 @@ bench-pop3: $(BIN)/.installed
 
 bench-outbound: $(BIN)/.installed
 	$(BIN)/python bench/outbound.py
+
+bench-store: $(BIN)/.installed
+	$(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -33,7 +33,9 @@ poplib) logs in with USER/PASS (both allow it on loopback) and:
 
 Each step runs ``--runs`` (3) times and the median is printed (every run too). Ratios are
 ledgermail/Dovecot for the throughput and Dovecot time / ledgermail time for the time, so
-0.7 or more meets the target either way.
+0.7 or more meets the target either way. ``--json FILE`` also writes both figures as the
+rows bench/all.py reads (its docstring has the format); a failed check or step makes a row's
+``met`` false.
 
 Run from the repository root, as root (Dovecot stores mail as user ``mail``)::
 
@@ -75,7 +77,9 @@ from imap import (  # noqa: E402 - bench/ is not a package; imap.py is beside th
     Served,
     append_all,
     connect,
+    contract_row,
     dovecot_peer,
+    dovecot_version,
     ensure_dovecot,
     free_port,
     ledgermail_server,
@@ -83,6 +87,7 @@ from imap import (  # noqa: E402 - bench/ is not a package; imap.py is beside th
     progress,
     sh,
     summarize,
+    write_json,
 )
 
 DOVECOT_POP3_PORT = 10110
@@ -234,6 +239,7 @@ class Figures:
     capabilities: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    failed_phase: int | None = None  # bench()'s phase (-1: start-up) that raised, if any
 
 
 def check(figures: Figures, ok: bool, text: str) -> None:
@@ -352,6 +358,31 @@ def report(results: dict[str, Figures], args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def json_rows(results: dict[str, Figures], args: argparse.Namespace) -> list[dict]:
+    """The rows of --json (bench/all.py's docstring has the format)."""
+    ours, peer = results.get("ledgermail"), results.get("dovecot")
+    empty = Figures("-")
+    a, b = ours or empty, peer or empty
+    dovecot = f"Dovecot {dovecot_version()}"
+    target = f">= {TARGET}x"
+
+    def spoiled(last_phase: float, checks: tuple[str, ...]) -> bool:
+        """A server failed in or before the phases this row's runs come from, or one of
+        the row's checks failed."""
+        return ours is None or any(
+            (f.failed_phase is not None and f.failed_phase <= last_phase)
+            or any(p.startswith(checks) for p in f.problems) for f in (a, b))
+
+    retr_phases = getattr(args, "retr_phases", 0)
+    return [
+        contract_row(f"POP3 RETR {args.retr:,} x 4 KiB", a.retr_rate, b.retr_rate, dovecot, "msg/s", True,
+                     target, TARGET, spoiled(retr_phases, ("CAPA", "STAT", "RETR"))),
+        contract_row(f"POP3 USER+PASS+UIDL of {args.uidl:,}", [v * 1000 for v in a.uidl],
+                     [v * 1000 for v in b.uidl], dovecot, "ms", False, target, TARGET,
+                     spoiled(float("inf"), ("UIDL",))),
+    ]
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -378,9 +409,13 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Figures], dict[str, str]]
                 wait_for_pop3(servers[name].pop3_port, served)
             except (BenchError, ImapError, Pop3Error, OSError) as error:
                 failures[name] = f"{type(error).__name__}: {error}"
+                results[name].failed_phase = -1
                 progress(f"{name}: FAILED: {failures[name]}")
+        phase = 0
 
         def each(step: Callable[..., None], *extra: object, reverse: bool = False) -> None:
+            nonlocal phase
+            phase += 1
             names = [n for n in args.servers if n in servers and n not in failures]
             for name in reversed(names) if reverse else names:
                 began = time.perf_counter()
@@ -388,12 +423,14 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Figures], dict[str, str]]
                     step(servers[name], results[name], *extra)
                 except (BenchError, ImapError, Pop3Error, OSError) as error:
                     failures[name] = f"{type(error).__name__}: {error}\n{servers[name].served.describe()}"
+                    results[name].failed_phase = phase
                     progress(f"{name}: FAILED: {failures[name]}")
                 results[name].seconds += time.perf_counter() - began
 
         each(step_fill, messages[: args.retr], args)
         for run in range(1, args.runs + 1):
             each(step_retr, messages[: args.retr], args, reverse=run % 2 == 0)
+        args.retr_phases = phase  # the phases up to here: filling and RETR
         each(step_fill, messages[args.retr:], args)
         for run in range(1, args.runs + 1):
             each(step_uidl, args.uidl, args, reverse=run % 2 == 0)
@@ -420,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-password-cost", action="store_true",
                         help="hash the bench user's password with the configured Argon2 cost")
     parser.add_argument("--keep-logs", type=Path, help="copy the servers' logs into this directory")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the rows bench/all.py reads to FILE")
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
@@ -427,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.retr <= args.uidl:
         parser.error("--retr must be between 1 and --uidl")
     # bench/imap.py's server start-up sizes connection limits from these; POP3 needs few.
-    args.idle = args.watchers = 0
+    args.idle = args.watchers = args.many = 0
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if unknown := set(args.servers) - {"dovecot", "ledgermail"}:
         parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
@@ -448,7 +487,13 @@ def main(argv: list[str] | None = None) -> int:
         results, failures = bench(args)
     except BenchError as error:
         print(f"pop3 bench: {error}", file=sys.stderr)
+        if args.json:
+            write_json(args.json, "bench/pop3.py", [], [f"pop3 bench: {error}"])
         return 2
+    if args.json:
+        write_json(args.json, "bench/pop3.py", json_rows(results, args),
+                   [f"{name}: {text}" for name, text in failures.items()]
+                   + [f"{f.name}: {p}" for f in results.values() for p in f.problems])
     return summarize("pop3", report(results, args), results, failures, args, began, load,
                      f"median of {args.runs} runs")
 

@@ -8,6 +8,18 @@ Postfix gets two figures, accepted/s (``smtp-source`` wall time) and delivered/s
 every message is in the Maildir and ``postqueue -j`` is empty), and the ratio is taken
 against delivered/s: message in the recipient's mailbox, in both cases.
 
+Throughput alone hides what it costs: a server that is as fast but burns twice the CPU
+leaves less of the machine for everything else. So each run also counts the servers' CPU
+seconds (user + system) per 1,000 messages, server side only (not smtp-source), over the
+same work: from the first message sent until the server is quiet again after the last
+one (Postfix: delivered, queue empty; ledgermail: accepted, which is delivered, plus any
+work it does afterwards). Counted from /proc for the server's whole process tree:
+utime + stime of every live process plus cutime + cstime, which hold what its exited
+children used once reaped (Postfix's smtpd, cleanup and virtual processes come and go;
+its master reaps them). At the end, the wait4 rusage of each server's process tree over
+its whole life is printed beside it as a cross-check (it includes start-up and idle time,
+so it is a little higher).
+
 How, for each of ``--runs`` (3) runs, the two servers one after the other:
 
 - **Postfix** (installed with apt-get if missing) on 127.0.0.1:10025, delivering to a
@@ -25,14 +37,20 @@ Run from the repository root, as root (it configures the system's Postfix)::
     python3 bench/smtp.py                                  # 3 runs x 10,000 messages
     python3 bench/smtp.py --messages 1000 --runs 1         # quick
     python3 bench/smtp.py --backend postgres
+    python3 bench/smtp.py --json out.json                  # also rows for bench/all.py
 
-Prints each run and the medians; the last line is the summary. Exit status 1 when a
-count did not match.
+Prints each run and the medians; the last line is the summary. ``--json FILE`` writes
+the rows bench/all.py reads (its docstring has the format): intake against
+Postfix delivered/s (target >= 1.0x), against Postfix accepted/s (no target: Postfix has
+not delivered yet at that point) and the CPU per 1,000 messages (no target). Exit status
+1 when a count did not match.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import json
 import os
 import pwd
 import re
@@ -86,6 +104,8 @@ class Run:
     postfix_delivered: float
     stored: int  # ledgermail INBOX growth
     maildir: int  # Postfix Maildir growth
+    ledgermail_cpu: float = 0.0  # CPU seconds per 1,000 messages
+    postfix_cpu: float = 0.0
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -144,6 +164,89 @@ def smtp_source(port: int, args: argparse.Namespace) -> float:
     sh(args.smtp_source, "-s", args.sessions, "-l", args.size, "-m", args.messages,
        "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}")
     return time.perf_counter() - began
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of root's process tree so far: every live process's
+    own time plus its reaped children's (cutime, cstime), from /proc."""
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    ticks, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        if pid in stats:  # fields after the name: utime, stime, cutime, cstime are 12-15
+            ticks += sum(int(value) for value in stats[pid][11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def quiet_cpu(root: int, began: float, interval: float = 0.5, timeout: float = 30) -> float:
+    """root's tree CPU since ``began`` (a tree_cpu value), once it stops growing: less
+    than 2% of a CPU over ``interval``, or ``timeout`` seconds."""
+    last = tree_cpu(root)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = tree_cpu(root)
+        if now - last < 0.02 * interval:
+            return now - began
+        last = now
+    return last - began
+
+
+def wait_rusage(process: subprocess.Popen, timeout: float = 60) -> float:
+    """Reap ``process`` (already told to stop; SIGKILL after ``timeout``) with wait4: user
+    + system CPU seconds of it and of every descendant that it, or they, reaped, over its
+    whole life; nan when it was reaped elsewhere."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                deadline = float("inf")
+            time.sleep(0.1)
+    except ChildProcessError:
+        process.wait()
+        return float("nan")
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux prctl), so that
+    their CPU time can still be counted by reap_orphans(); False where it is not possible."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans(timeout: float = 10) -> float:
+    """Reap every child left (orphans reparented to this subreaper, as Postfix's daemons
+    are when its master exits without waiting for them): their CPU seconds, rusage."""
+    total, deadline = 0.0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            break  # no children left
+        if pid:
+            total += usage.ru_utime + usage.ru_stime
+        else:
+            time.sleep(0.05)
+    return total
 
 
 def stop(process: subprocess.Popen, timeout: float = 60) -> None:
@@ -205,10 +308,17 @@ def configure_postfix(vmail: Path) -> None:
     master.write_text(text)
 
 
+@dataclass
+class Peer:
+    vmail: Path  # the Maildir's parent
+    process: subprocess.Popen  # postfix start-fg: the root of Postfix's process tree
+    lifetime_cpu: float = float("nan")  # wait4 rusage once stopped
+
+
 @contextmanager
-def postfix_peer(scratch: Path) -> Iterator[Path]:
-    """Postfix on 127.0.0.1:10025 delivering to a Maildir; yields the Maildir's parent.
-    The system's main.cf and master.cf are restored afterwards, and Postfix stopped."""
+def postfix_peer(scratch: Path) -> Iterator[Peer]:
+    """Postfix on 127.0.0.1:10025 delivering to a Maildir. The system's main.cf and
+    master.cf are restored afterwards, and Postfix stopped."""
     if subprocess.run(["postfix", "status"], capture_output=True).returncode == 0:
         raise BenchError("Postfix is already running: stop it first (postfix stop)")
     if queued_files():
@@ -219,23 +329,25 @@ def postfix_peer(scratch: Path) -> Iterator[Path]:
     for name in ("main.cf", "master.cf"):
         shutil.copy2(POSTFIX_ETC / name, backup / name)
     log = scratch / "postfix.log"
-    process = None
+    process = peer = None
     try:
         configure_postfix(scratch / "vmail")
         with log.open("wb") as out:
             process = subprocess.Popen(["postfix", "start-fg"], stdout=out, stderr=subprocess.STDOUT,
                                        start_new_session=True)
         wait_for_banner(POSTFIX_PORT, process, log, timeout=30)
-        yield scratch / "vmail"
+        peer = Peer(scratch / "vmail", process)
+        yield peer
     finally:
         if process is not None:
             # The queue was empty at the start: whatever is left is ours.
             subprocess.run(["postsuper", "-d", "ALL"], capture_output=True)
             subprocess.run(["postfix", "stop"], capture_output=True)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                stop(process)
+            # Postfix's master exits without waiting for its daemons (qmgr, smtpd, ...),
+            # which land here: this process is their subreaper (main()).
+            lifetime = wait_rusage(process, timeout=30) + reap_orphans()
+            if peer is not None:
+                peer.lifetime_cpu = lifetime
         for name in ("main.cf", "master.cf"):
             shutil.copy2(backup / name, POSTFIX_ETC / name)
 
@@ -260,14 +372,19 @@ def wait_delivered(vmail: Path, log: Path, expected: int, stall: float = 60) -> 
         time.sleep(0.05)
 
 
-def run_postfix(vmail: Path, args: argparse.Namespace) -> tuple[float, float, int]:
-    """accepted/s, delivered/s and the Maildir's growth, on an emptied Maildir."""
+def run_postfix(peer: Peer, args: argparse.Namespace) -> tuple[float, float, int, float]:
+    """accepted/s, delivered/s, the Maildir's growth and CPU s per 1,000 messages, on an
+    emptied Maildir."""
+    vmail = peer.vmail
     shutil.rmtree(vmail / DOMAIN, ignore_errors=True)
+    cpu = tree_cpu(peer.process.pid)
     began = time.perf_counter()
     accepted = smtp_source(POSTFIX_PORT, args)
     wait_delivered(vmail, vmail.parent / "postfix.log", args.messages)
     delivered = time.perf_counter() - began
-    return args.messages / accepted, args.messages / delivered, maildir_count(vmail)
+    cpu = quiet_cpu(peer.process.pid, cpu)
+    return (args.messages / accepted, args.messages / delivered, maildir_count(vmail),
+            cpu * 1000 / args.messages)
 
 
 # -- ledgermail -----------------------------------------------------------------------
@@ -296,24 +413,33 @@ def inbox_count(env: dict[str, str]) -> int:
     return int(sh(PYTHON, "-c", code, env=env, cwd=REPO).stdout.split()[-1])
 
 
-def timed_ledgermail(env: dict[str, str], port: int, log: Path, args: argparse.Namespace) -> float:
-    """Serve, send, stop (SIGTERM); seconds of sending."""
+def timed_ledgermail(env: dict[str, str], port: int, log: Path,
+                     args: argparse.Namespace) -> tuple[float, float, float]:
+    """Serve, send, stop (SIGTERM); seconds of sending, CPU seconds of the server's tree
+    from the first message until it is quiet after the last, and its lifetime CPU."""
     with log.open("wb") as out:
         process = subprocess.Popen([LEDGERMAIL, "serve"], env=env, cwd=REPO, stdout=out,
                                    stderr=subprocess.STDOUT)
     try:
         wait_for_banner(port, process, log, timeout=120)
         try:
-            return smtp_source(port, args)
+            cpu = tree_cpu(process.pid)
+            seconds = smtp_source(port, args)
+            cpu = quiet_cpu(process.pid, cpu)
         except BenchError as error:
             state = "running" if process.poll() is None else f"exited {process.returncode}"
             raise BenchError(f"{error}\nledgermail serve ({state}); its log ends:\n{tail(log)}") from None
-    finally:
+    except BaseException:
         stop(process)
+        raise
+    process.send_signal(signal.SIGTERM)
+    lifetime = wait_rusage(process)
+    return seconds, cpu, lifetime
 
 
-def run_ledgermail(scratch: Path, run: int, args: argparse.Namespace) -> tuple[float, int]:
-    """msg/s and the INBOX's growth, on a fresh store."""
+def run_ledgermail(scratch: Path, run: int, args: argparse.Namespace) -> tuple[float, int, float, float]:
+    """msg/s, the INBOX's growth, CPU s per 1,000 messages and the server's lifetime CPU
+    seconds, on a fresh store."""
     port = free_port()
     schema = f"bench{uuid.uuid4().hex[:10]}" if args.backend == "postgres" else None
     env = ledgermail_env(scratch / f"ledgermail-{run}", port, schema)
@@ -322,8 +448,8 @@ def run_ledgermail(scratch: Path, run: int, args: argparse.Namespace) -> tuple[f
         sh(LEDGERMAIL, "user", "add", RECIPIENT, "--password-stdin", input="password123\n",
            env=env, cwd=REPO)
         before = inbox_count(env)
-        seconds = timed_ledgermail(env, port, scratch / f"ledgermail-{run}.log", args)
-        return args.messages / seconds, inbox_count(env) - before
+        seconds, cpu, lifetime = timed_ledgermail(env, port, scratch / f"ledgermail-{run}.log", args)
+        return args.messages / seconds, inbox_count(env) - before, cpu * 1000 / args.messages, lifetime
     finally:
         if schema:
             drop_schemas(schema)
@@ -337,61 +463,136 @@ def describe(run: Run, messages: int) -> str:
     flag = "" if run.stored == run.maildir == messages else f"  COUNT MISMATCH (sent {messages})"
     return (f"ledgermail {run.ledgermail:,.0f} msg/s, postfix {run.postfix_accepted:,.0f} msg/s "
             f"(accepted) / {run.postfix_delivered:,.0f} msg/s (delivered), "
-            f"ratio {run.ledgermail / run.postfix_delivered:.2f}x  [{', '.join(checks)}]{flag}")
+            f"ratio {run.ledgermail / run.postfix_delivered:.2f}x; CPU s per 1,000 messages: "
+            f"ledgermail {run.ledgermail_cpu:.2f}, postfix {run.postfix_cpu:.2f}  "
+            f"[{', '.join(checks)}]{flag}")
 
 
 def summary(runs: list[Run]) -> str:
     ours = statistics.median(r.ledgermail for r in runs)
     accepted = statistics.median(r.postfix_accepted for r in runs)
     delivered = statistics.median(r.postfix_delivered for r in runs)
+    ours_cpu = statistics.median(r.ledgermail_cpu for r in runs)
+    postfix_cpu = statistics.median(r.postfix_cpu for r in runs)
     return (f"smtp: ledgermail {ours:,.0f} msg/s, postfix {accepted:,.0f} msg/s (accepted) / "
-            f"{delivered:,.0f} msg/s (delivered), ratio {ours / delivered:.2f}x "
-            f"(median of {len(runs)})")
+            f"{delivered:,.0f} msg/s (delivered), ratio {ours / delivered:.2f}x; CPU s per 1,000 "
+            f"messages ledgermail {ours_cpu:.2f}, postfix {postfix_cpu:.2f} (median of {len(runs)})")
 
 
-def bench(args: argparse.Namespace) -> list[Run]:
-    runs = []
+@dataclass
+class Outcome:
+    runs: list[Run]
+    version: str = ""
+    postfix_lifetime_cpu: float = float("nan")  # wait4, whole life, every run
+    ledgermail_lifetime_cpu: float = 0.0  # wait4, summed over the runs' servers
+
+
+def bench(args: argparse.Namespace) -> Outcome:
+    outcome = Outcome([], sh("postconf", "-h", "mail_version").stdout.strip())
     with tempfile.TemporaryDirectory(prefix="ledgermail-smtp-bench-") as tmp:
         scratch = Path(tmp)
         progress(f"starting Postfix on 127.0.0.1:{POSTFIX_PORT} (scratch {scratch})")
-        with postfix_peer(scratch) as vmail:
+        with postfix_peer(scratch) as peer:
             for n in range(1, args.runs + 1):
                 progress(f"run {n}/{args.runs}: postfix, {args.messages} messages")
-                accepted, delivered, maildir = run_postfix(vmail, args)
+                accepted, delivered, maildir, postfix_cpu = run_postfix(peer, args)
                 progress(f"run {n}/{args.runs}: ledgermail ({args.backend}), {args.messages} messages")
-                ours, stored = run_ledgermail(scratch, n, args)
-                runs.append(Run(ours, accepted, delivered, stored, maildir))
-                print(f"run {n}: {describe(runs[-1], args.messages)}", flush=True)
-    return runs
+                ours, stored, ours_cpu, lifetime = run_ledgermail(scratch, n, args)
+                outcome.ledgermail_lifetime_cpu += lifetime
+                outcome.runs.append(Run(ours, accepted, delivered, stored, maildir, ours_cpu, postfix_cpu))
+                print(f"run {n}: {describe(outcome.runs[-1], args.messages)}", flush=True)
+        outcome.postfix_lifetime_cpu = peer.lifetime_cpu
+    return outcome
+
+
+def rows(outcome: Outcome, args: argparse.Namespace, failures: list[str]) -> list[dict]:
+    """The rows of --json (bench/all.py's docstring has the format)."""
+    runs = outcome.runs
+    ok = bool(runs) and not failures
+
+    def median(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    ours = [r.ledgermail for r in runs]
+    delivered = [r.postfix_delivered for r in runs]
+    accepted = [r.postfix_accepted for r in runs]
+    ours_cpu = [r.ledgermail_cpu for r in runs]
+    postfix_cpu = [r.postfix_cpu for r in runs]
+    version = f"Postfix {outcome.version}".strip()
+    shape = f"{args.sessions} sessions, {args.size / 1024:g} KiB"
+
+    def row(figure: str, a: list[float], b: list[float], unit: str, higher_better: bool,
+            target: str | None, needed: float | None, peer_name: str) -> dict:
+        ma, mb = median(a), median(b)
+        ratio = ((ma / mb if higher_better else mb / ma) if ma and mb else None)
+        met = None if target is None else bool(ok and ratio is not None and ratio >= needed)
+        return {"figure": figure, "ledgermail": ma, "peer": mb, "peer_name": peer_name, "unit": unit,
+                "ratio": ratio, "target": target, "met": met, "runs": {"ledgermail": a, "peer": b}}
+
+    return [
+        row(f"SMTP intake to mailbox, {shape}", ours, delivered, "msg/s", True, ">= 1.0x", 1.0,
+            f"{version} (delivered/s)"),
+        row(f"SMTP intake vs Postfix queued, {shape}", ours, accepted, "msg/s", True, None, None,
+            f"{version} (accepted/s, not yet delivered)"),
+        row("SMTP CPU seconds per 1,000 accepted messages", ours_cpu, postfix_cpu, "CPU s/1000 msg",
+            False, None, None, f"{version} (all processes)"),
+    ]
+
+
+def write_json(path: Path, outcome: Outcome, args: argparse.Namespace, failures: list[str]) -> None:
+    data = {"script": "bench/smtp.py", "rows": rows(outcome, args, failures), "failures": failures}
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=10_000, help="messages per run (default 10000)")
+    parser.add_argument("--messages", type=int, help="messages per run (default 10000; quick 1000)")
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (default 20)")
     parser.add_argument("--size", type=int, default=4096, help="message length in bytes (default 4096)")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--runs", type=int, help="repetitions (default 3; quick 1)")
+    parser.add_argument("--quick", action="store_true", help="--messages 1000 --runs 1 unless given")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite",
                         help=f"ledgermail's store (postgres: {PG_URL})")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the rows bench/all.py reads to FILE")
     args = parser.parse_args(argv)
+    if args.messages is None:
+        args.messages = 1000 if args.quick else 10_000
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
     if os.geteuid() != 0:
         parser.error("run as root: it installs and configures the system's Postfix")
     if not LEDGERMAIL.exists():
         parser.error(f"{LEDGERMAIL} is missing: create the venv first (make lint)")
     # SIGTERM unwinds like Ctrl-C, so Postfix's configuration is restored.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    subreaper = become_subreaper()
     try:
         args.smtp_source = ensure_postfix()
         if args.backend == "postgres":
             sh("psql", PG_URL, "-Atc", "SELECT 1")
-        runs = bench(args)
+        outcome = bench(args)
     except BenchError as error:
         print(f"smtp bench: {error}", file=sys.stderr)
+        if args.json:
+            write_json(args.json, Outcome([]), args, [f"smtp bench: {error}"])
         return 2
+    runs = outcome.runs
+    failures = [f"run {n}: sent {args.messages}, ledgermail INBOX +{r.stored}, Postfix Maildir +{r.maildir}"
+                for n, r in enumerate(runs, start=1) if not r.stored == r.maildir == args.messages]
     print(f"\n{args.messages} x {args.size} B messages, {args.sessions} sessions, "
           f"ledgermail on {args.backend}, {os.cpu_count()} CPUs")
+    total = args.messages * len(runs) / 1000
+    missing = "" if subreaper else "; Postfix's daemons orphaned at its stop are missing"
+    print(f"cross-check, wait4 rusage over each server's whole life (start-up and idle "
+          f"included{missing}): postfix {outcome.postfix_lifetime_cpu:.1f} CPU s "
+          f"({outcome.postfix_lifetime_cpu / total:.2f} per 1,000), ledgermail "
+          f"{outcome.ledgermail_lifetime_cpu:.1f} CPU s "
+          f"({outcome.ledgermail_lifetime_cpu / total:.2f} per 1,000)")
     print(summary(runs))
-    return 0 if all(r.stored == r.maildir == args.messages for r in runs) else 1
+    if args.json:
+        write_json(args.json, outcome, args, failures)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
