@@ -13,8 +13,7 @@ import logging
 import signal
 import socket
 import sys
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 from adapters import bootstrap
 from adapters.config import Settings
@@ -22,6 +21,10 @@ from adapters.imap.server import LISTENERS as IMAP_LISTENERS
 from adapters.pop3.server import LISTENERS as POP3_LISTENERS
 from adapters.smtp.server import LISTENERS as SMTP_LISTENERS
 from adapters.tls import TlsConfigError, server_context
+
+if TYPE_CHECKING:
+    import uvicorn  # imported only when the HTTP listener is on (issue 9: a server
+    # without HTTP does not carry uvicorn, click and their imports)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ async def _serve_forever(container: bootstrap.Container) -> int:
     if settings.retention.enabled:  # issue 7: retention policies applied as events
         tasks.append(asyncio.create_task(bootstrap.retention_scheduler(container).run(stop)))
     if "http" in sockets:
+        import uvicorn
+
         config = uvicorn.Config(HTTP_APP, factory=True, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

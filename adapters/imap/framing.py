@@ -79,7 +79,7 @@ class Fatal:
 Event = Command | ContinuationNeeded | LiteralRefused | BadCommand | Fatal
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection (issue 9: 10,000 idle connections)
 class CommandFramer:
     max_line: int = 8192
     max_literal: int = 64 * 1024 * 1024

@@ -26,7 +26,31 @@ class Change(NamedTuple):
     flags: Sequence[str] | None
 
 
+#: Flag sets as sessions hold them, one object per distinct set for the whole process:
+#: ten thousand sessions on one mailbox hold the same few sets, not a copy per message
+#: per session (issue 9). Bounded: past the cap a set is simply not shared.
+_FLAG_SETS: dict[frozenset[str], frozenset[str]] = {}
+_FLAG_SETS_MAX = 4096
+#: ``_gone``, ``_new`` and ``_changed`` while nothing is pending (most of the time): no
+#: empty containers per session. The shared list and dict are never changed in place
+#: (``_pending`` swaps in a session's own before anything is added).
+_NONE_GONE: frozenset[int] = frozenset()
+_NONE_NEW: list[int] = []
+_NONE_CHANGED: dict[int, tuple[frozenset[str], int]] = {}
+
+
+def shared_flags(flags: Iterable[str]) -> frozenset[str]:
+    """``frozenset(flags)``, as the one shared object for that set where possible."""
+    key = flags if isinstance(flags, frozenset) else frozenset(flags)
+    if len(_FLAG_SETS) >= _FLAG_SETS_MAX:
+        return _FLAG_SETS.get(key, key)
+    return _FLAG_SETS.setdefault(key, key)  # atomic under the GIL: sessions run in threads
+
+
 class SelectedMailbox:
+    __slots__ = ("read_only", "uids", "flags", "modseqs", "known_modseq", "highest_uid", "_new",
+                 "_gone", "_changed")
+
     def __init__(self, read_only: bool = False) -> None:
         self.read_only = read_only
         #: UID of sequence number n is ``uids[n - 1]``; ascending (RFC 9051 §2.3.1.1).
@@ -38,9 +62,10 @@ class SelectedMailbox:
         self.known_modseq = 0
         #: The highest UID seen: UIDs above it are new messages.
         self.highest_uid = 0
-        self._new: list[int] = []
-        self._gone: set[int] = set()
-        self._changed: dict[int, tuple[frozenset[str], int]] = {}
+        #: What ``observe`` found and ``updates`` has not told yet (see ``_pending``).
+        self._new: list[int] = _NONE_NEW
+        self._gone: set[int] | frozenset[int] = _NONE_GONE
+        self._changed: dict[int, tuple[frozenset[str], int]] = _NONE_CHANGED
 
     # -- numbers -----------------------------------------------------------------------
 
@@ -96,26 +121,38 @@ class SelectedMailbox:
             if change.flags is None:
                 continue
             self.uids.append(change.uid)
-            self.flags[change.uid] = frozenset(change.flags)
+            self.flags[change.uid] = shared_flags(change.flags)
             self.modseqs[change.uid] = change.modseq
         self.uids.sort()
         self.highest_uid = self.uids[-1] if self.uids else 0
 
+    def _pending(self) -> None:
+        """Own containers for what ``observe`` records, in place of the shared empty ones."""
+        if self._new is _NONE_NEW:
+            self._new = []
+        if self._changed is _NONE_CHANGED:
+            self._changed = {}
+
     def observe(self, changes: Iterable[Change]) -> None:
         """Changes read from the view since ``known_modseq`` / ``highest_uid``; nothing is
         told to the client until ``updates``."""
-        for change in sorted(changes, key=lambda c: c.uid):
+        changes = sorted(changes, key=lambda c: c.uid)
+        if changes:
+            self._pending()
+        for change in changes:
             self.known_modseq = max(self.known_modseq, change.modseq)
             uid = change.uid
             if change.flags is None:
                 if uid in self.flags:
-                    self._gone.add(uid)
+                    if not self._gone:
+                        self._gone = set()
+                    self._gone.add(uid)  # type: ignore[union-attr]
                     self._changed.pop(uid, None)
                 elif uid in self._changed and uid in self._new:
                     self._new.remove(uid)
                     del self._changed[uid]
                 continue
-            flags = frozenset(change.flags)
+            flags = shared_flags(change.flags)
             if uid > self.highest_uid:
                 self.highest_uid = uid
                 self._new.append(uid)
@@ -129,7 +166,7 @@ class SelectedMailbox:
     def told(self, uid: int, flags: frozenset[str], modseq: int) -> None:
         """The client just got these flags in a response (its own STORE or FETCH)."""
         if uid in self.flags:
-            self.flags[uid] = flags
+            self.flags[uid] = shared_flags(flags)
             self.modseqs[uid] = modseq
             pending = self._changed.get(uid)
             if pending is not None and pending[1] <= modseq:
@@ -153,14 +190,14 @@ class SelectedMailbox:
             for uid in gone:
                 self.flags.pop(uid, None)
                 self.modseqs.pop(uid, None)
-            self._gone.clear()
+            self._gone = _NONE_GONE
         if self._new:
             for uid in self._new:
                 flags, seen_modseq = self._changed.pop(uid)
                 self.uids.append(uid)
                 self.flags[uid] = flags
                 self.modseqs[uid] = seen_modseq
-            self._new.clear()
+            self._new = _NONE_NEW
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
         for uid in sorted(self._changed):
             flags, seen_modseq = self._changed[uid]
@@ -174,7 +211,7 @@ class SelectedMailbox:
                 extra = b" MODSEQ (%d)" % seen_modseq if modseq else b""
                 out.append(b"* %d FETCH (UID %d FLAGS (%s)%s)\r\n"
                            % (self.seq_of(uid), uid, names, extra))  # type: ignore[str-format]
-        self._changed.clear()
+        self._changed = _NONE_CHANGED
         return out
 
 

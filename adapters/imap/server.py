@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 
 #: listener name -> implicit TLS
 LISTENERS = {"imap": False, "imaps": True}
-WORKERS = 16
+#: Threads that run session commands. Few: commands are short and share the GIL and the
+#: store's connections (PostgreSQL's pools hold ``store.pool_size``, 4 by default), and
+#: each thread keeps its own SQLite connections and malloc arena, about 1.1 MiB (issue 9:
+#: 16 of them were 17 MiB of the memory of 10,000 idle connections, for no throughput on
+#: 2 cores).
+WORKERS = 4
 #: How often idling sessions are checked for changes (RFC 2177: "soon" after a change;
 #: the issue asks for under a second).
 WATCH_SECONDS = 0.1
@@ -47,6 +52,11 @@ WATCH_SECONDS = 0.1
 PIPELINE_BATCH = 32
 #: Inflated bytes handed to the framer at a time (a compression bomb stays bounded).
 INFLATE_STEP = 65536
+
+
+#: ``Connection._leftover`` when nothing is left over: one shared empty list, never
+#: changed in place (a batch's leftovers replace it).
+_NONE_LEFT: list[Command] = []
 
 
 class ImapService(MailboxService):
@@ -89,7 +99,7 @@ class ImapService(MailboxService):
                     continue
                 if mark is None or mark > max(selected.known_modseq, connection.woken_at):
                     connection.woken_at = mark or 0
-                    connection.wake.set()
+                    connection.wake()
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -100,6 +110,9 @@ class ImapService(MailboxService):
 
 
 class Connection(StreamConnection):
+    __slots__ = ("service", "session", "framer", "woken_at", "_woken", "_alarm", "_timer", "_inflate",
+                 "_deflate", "_leftover")
+
     protocol = "IMAP"
 
     def __init__(self, service: ImapService, listener: str, implicit_tls: bool,
@@ -113,12 +126,24 @@ class Connection(StreamConnection):
             Peer(ip=self.ip, listener=listener, secure=implicit_tls or is_loopback(self.ip),
                  tls=implicit_tls, can_starttls=not implicit_tls))
         self.framer = CommandFramer(max_line=limits.max_line, max_literal=limits.max_literal_before_login)
-        self.wake = asyncio.Event()
         self.woken_at = 0
+        #: Set by ``wake`` (the watcher saw a change), cleared as IDLE takes it.
+        self._woken = False
+        #: While IDLE waits: the future it awaits (``_idle_wait``), and the autologout
+        #: timer.
+        self._alarm: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._inflate: Any = None
         self._deflate: Any = None
         #: Pipelined commands a batch left unrun, to go back to the queue.
-        self._leftover: list[Command] = []
+        self._leftover: list[Command] = _NONE_LEFT
+
+    def wake(self) -> None:
+        """The watcher saw a change in the selected mailbox (event loop thread)."""
+        self._woken = True
+        alarm = self._alarm
+        if alarm is not None and not alarm.done():
+            alarm.set_result(None)
 
     # -- the connection's life ---------------------------------------------------------
 
@@ -139,7 +164,21 @@ class Connection(StreamConnection):
     async def converse(self) -> None:
         await self._send([self.session.greeting()])
         while not self.closing:
-            data = await (self._idle() if self.session.idling_tag else self._read())
+            if self.session.idling_tag:
+                # IDLE: the wait is awaited here, in the connection's task, as one bare
+                # future (see _idle_wait): an idling connection holds no coroutine,
+                # task, event or timeout object of its own (issue 9).
+                ready = self._idle_wait()
+                try:
+                    await ready
+                finally:
+                    expired = self._idle_stop()
+                idle_data = await self._idle_turn(expired)
+                if idle_data is None:
+                    continue
+                data = idle_data
+            else:
+                data = await self._read()
             if not data:
                 break
             await self._receive(data)
@@ -155,7 +194,10 @@ class Connection(StreamConnection):
 
     async def _read(self) -> bytes:
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout=self._timeout())
+            # asyncio.timeout, not wait_for: no task of its own per read (3.11's wait_for
+            # makes one).
+            async with asyncio.timeout(self._timeout()):
+                data = await self.reader.read(READ_SIZE)
         except TimeoutError:
             # RFC 9051 §5.4: the autologout timer ran out.
             await self._send([b"* BYE autologout; idle for too long\r\n"])
@@ -178,7 +220,7 @@ class Connection(StreamConnection):
                 batch, events = events[:run], events[run:]
                 restart = await (self._handle(batch[0]) if run == 1 else self._handle_many(batch))
                 if restart is None:
-                    events, self._leftover = self._leftover + events, []
+                    events, self._leftover = self._leftover + events, _NONE_LEFT
                     continue
                 if restart:
                     # STARTTLS: anything pipelined after it was sent in the clear and is
@@ -253,36 +295,59 @@ class Connection(StreamConnection):
             self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
             self._inflate = zlib.decompressobj(-15)
         if outcome.idle:
-            self.service.idlers.add(self)  # the run loop now waits in _idle
+            self.service.idlers.add(self)  # the run loop now waits in _idle_wait
         return False
 
-    async def _idle(self) -> bytes:
-        """While IDLE: send changes as the watcher reports them, until the client sends
-        something (DONE, normally), which is returned like any read."""
-        session = self.session
+    # -- IDLE: RFC 2177 / RFC 9051 §6.3.13 ----------------------------------------------
+
+    def _idle_wait(self) -> asyncio.Future[None]:
+        """What an idling connection awaits: done when the client's bytes (DONE,
+        normally), the end of the stream or an error arrive (``StreamReader.readable``),
+        when the watcher wakes it (``wake``), or when the autologout timer runs out
+        (``_expire``)."""
         self.service.idlers.add(self)
-        read = asyncio.ensure_future(self.reader.read(READ_SIZE))
-        try:
-            while True:
-                self.wake.clear()
-                woken = asyncio.ensure_future(self.wake.wait())
-                done, _ = await asyncio.wait({read, woken}, timeout=self._timeout(),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-                if not done:
-                    await self._send([b"* BYE autologout; idle for too long\r\n"])
-                    return b""
-                if woken in done and not read.done():
-                    await self._send(await self.service.run(session.idle_updates))
-                if read.done():
-                    self.service.idlers.discard(self)
-                    return read.result()
-        finally:
+        ready = self.reader.readable()  # type: ignore[attr-defined]  # adapters.connections
+        if self._woken:
+            if not ready.done():
+                ready.set_result(None)
+            return ready
+        self._alarm = ready
+        self._timer = asyncio.get_running_loop().call_later(self._timeout(), self._expire)
+        return ready
+
+    def _expire(self) -> None:
+        """The autologout timer ran out while idling."""
+        self._timer = None
+        alarm = self._alarm
+        if alarm is not None and not alarm.done():
+            alarm.set_result(None)
+
+    def _idle_stop(self) -> bool:
+        """The wait is over (or abandoned): drop the timer. True when it had run out."""
+        self._alarm = None
+        timer, self._timer = self._timer, None
+        if timer is None:
+            return not self._woken
+        timer.cancel()
+        return False
+
+    async def _idle_turn(self, expired: bool) -> bytes | None:
+        """After an IDLE wait: the client's bytes (returned like any read), b"" after a
+        BYE on autologout, or None after sending what a wake-up brought (wait again)."""
+        if self.reader.has_input():  # type: ignore[attr-defined]  # adapters.connections
             self.service.idlers.discard(self)
-            if not read.done():
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await read
+            return await self.reader.read(READ_SIZE)  # at once: bytes, EOF or error
+        if self._woken:
+            # A wake-up that comes while these updates are read is kept for the next
+            # turn, not lost.
+            self._woken = False
+            await self._send(await self.service.run(self.session.idle_updates))
+            return None
+        if expired:
+            self.service.idlers.discard(self)
+            await self._send([b"* BYE autologout; idle for too long\r\n"])
+            return b""
+        return None
 
     async def _start_tls(self) -> None:
         await self.start_tls(self.service.tls_context)

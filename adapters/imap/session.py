@@ -61,7 +61,9 @@ class ImapSession(MailboxCommands, MessageCommands):
         self.state = State.NOT_AUTHENTICATED
         self.account_id: uuid.UUID | None = None
         self.login = ""
-        self.enabled: set[str] = set()
+        #: ENABLEd extensions (RFC 5161); None until one is: most sessions never
+        #: enable anything, and 10,000 idle sessions need not hold 10,000 empty sets.
+        self._enabled: set[str] | None = None
         self.compressed = False
         self.bad_commands = 0
         self.selected: SelectedMailbox | None = None
@@ -79,21 +81,28 @@ class ImapSession(MailboxCommands, MessageCommands):
     # -- facts ---------------------------------------------------------------------------
 
     @property
+    def enabled(self) -> set[str]:
+        """The ENABLEd extensions, to test or add to (made on first use)."""
+        if self._enabled is None:
+            self._enabled = set()
+        return self._enabled
+
+    @property
     def utf8(self) -> bool:
         """Mailbox names and strings in UTF-8 (RFC 9051, RFC 6855 UTF8=ACCEPT)."""
-        return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        return bool(self._enabled and self._enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
 
     @property
     def rev2(self) -> bool:
-        return "IMAP4REV2" in self.enabled
+        return bool(self._enabled and "IMAP4REV2" in self._enabled)
 
     @property
     def condstore(self) -> bool:
-        return bool(self.enabled & {"CONDSTORE", "QRESYNC"})
+        return bool(self._enabled and self._enabled & {"CONDSTORE", "QRESYNC"})
 
     @property
     def qresync(self) -> bool:
-        return "QRESYNC" in self.enabled
+        return bool(self._enabled and "QRESYNC" in self._enabled)
 
     def capability_list(self) -> list[str]:
         return capabilities(authenticated=self.state is not State.NOT_AUTHENTICATED,
@@ -410,7 +419,7 @@ class ImapSession(MailboxCommands, MessageCommands):
         self.state = State.NOT_AUTHENTICATED
         self.account_id = None
         self.login = ""
-        self.enabled.clear()
+        self._enabled = None
         self.bad_commands = 0  # as if newly connected
         return "UNAUTHENTICATE completed"
 
