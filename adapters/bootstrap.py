@@ -15,14 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
-import psycopg
 from eventsourcing.persistence import Notification, PersistenceError
 
-from adapters.bans import BanRegistry
 from adapters.config import Settings
 from adapters.crypto import registry
 from adapters.crypto.event_sealing import SubjectCipher, SubjectMapper
@@ -30,38 +28,34 @@ from adapters.crypto.keystore import SubjectKeyStore
 from adapters.crypto.master_key import load_or_create_master_key
 from adapters.crypto.passwords import Argon2PasswordHasher
 from adapters.crypto.pseudonyms import HmacPseudonymizer
-from adapters.crypto.unsubscribe_tokens import UnsubscribeTokens
-from adapters.imap.server import ImapService
-from adapters.intake import Intake
-from adapters.login_throttle import LoginThrottle
-from adapters.pop3.server import Pop3Service
 from adapters.projection_host import ProjectionHost, ProjectionSpec
-from adapters.retention_scheduler import RetentionScheduler
-from adapters.scanners.chain import ScannerChain
-from adapters.scanners.clamd import VirusScanner
-from adapters.scanners.daemons import ScoreSource
-from adapters.scanners.noop import AcceptAll
-from adapters.scanners.rspamd import RspamdClient
-from adapters.scanners.scorer import SpamScorer
-from adapters.scanners.spamd import SpamdClient
-from adapters.smtp.dkim_keys import DkimKeyring
-from adapters.smtp.dkim_signing import dns_records, mta_sts_policy, normalise_domain
-from adapters.smtp.greylist import Greylist
-from adapters.smtp.https_get import https_get as default_https_get
-from adapters.smtp.mta_sts import HttpGet, PolicyCache
-from adapters.smtp.queue_worker import QueueWorker, WorkerOptions
-from adapters.smtp.routing import DnsPythonResolver, Resolver
-from adapters.smtp.server import SmtpService
 from adapters.storage.leader_lock import FileLeaderLock, PostgresLeaderLock
 from adapters.storage.sqlite_store import SYNCHRONOUS_LEVELS, LedgerSQLiteFactory, LedgerSQLiteRecorder
 from domain.application.base import Ports, SystemClock
-from domain.application.outbound import RetryPolicy
 from domain.application.service import LedgerMail
-from domain.ports import Scanner
 from projections.audit_trail.projection import AuditTrailProjection
 from projections.audit_trail.view import AuditTrailInterface
 from projections.mailbox_view.projection import MailboxViewProjection
 from projections.mailbox_view.view import MailboxViewInterface
+
+# The protocol servers, the intake pipeline, the scanners, the outbound worker and the
+# PostgreSQL driver are imported where they are built: a CLI command (``ledgermail
+# erase``) starts without loading what it never uses (issue 9).
+if TYPE_CHECKING:
+    from adapters.bans import BanRegistry
+    from adapters.crypto.unsubscribe_tokens import UnsubscribeTokens
+    from adapters.imap.server import ImapService
+    from adapters.intake import Intake
+    from adapters.login_throttle import LoginThrottle
+    from adapters.pop3.server import Pop3Service
+    from adapters.retention_scheduler import RetentionScheduler
+    from adapters.smtp.dkim_keys import DkimKeyring
+    from adapters.smtp.greylist import Greylist
+    from adapters.smtp.mta_sts import HttpGet
+    from adapters.smtp.queue_worker import QueueWorker
+    from adapters.smtp.routing import Resolver
+    from adapters.smtp.server import SmtpService
+    from domain.ports import Scanner
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +306,8 @@ def schema_setup_lock(settings: Settings) -> Iterator[None]:
     if not settings.is_postgres:
         yield
         return
+    import psycopg
+
     target = parse_postgres_url(settings.store_url)
     try:
         conn = psycopg.connect(target.dsn, autocommit=True, connect_timeout=10)
@@ -384,6 +380,8 @@ def build(settings: Settings, *, run_projections: bool = True) -> Container:
 def intake(container: Container, resolver: Resolver | None = None) -> Intake:
     """The one intake pipeline (MX, submission, ``ledgermail deliver``). Tests pass a
     fake resolver for the sender-authentication and DNSBL lookups."""
+    from adapters.intake import Intake
+
     def queued(position: int) -> None:
         if container.worker is not None:
             container.worker.wake(position)
@@ -397,10 +395,20 @@ def scanner(container: Container, resolver: Resolver | None = None) -> Scanner:
     ends the chain), then the built-in scorer (sender authentication, DNS lists,
     heuristics, plus the scores of spamd and rspamd when configured) when
     ``antiabuse.enabled``."""
+    from adapters.scanners.chain import ScannerChain
+    from adapters.scanners.clamd import VirusScanner
+    from adapters.scanners.noop import AcceptAll
+
     settings = container.settings
     abuse = settings.antiabuse
     spam: Scanner = AcceptAll()
     if abuse.enabled:
+        from adapters.scanners.daemons import ScoreSource
+        from adapters.scanners.rspamd import RspamdClient
+        from adapters.scanners.scorer import SpamScorer
+        from adapters.scanners.spamd import SpamdClient
+        from adapters.smtp.routing import DnsPythonResolver
+
         sources: list[ScoreSource] = []
         if abuse.spamd.enabled:
             sources.append(SpamdClient(abuse.spamd))
@@ -417,6 +425,8 @@ def login_throttle(container: Container) -> LoginThrottle:
     """One per process, shared by every protocol: a guesser cannot reset its budget by
     switching from SMTP AUTH to IMAP LOGIN."""
     if container.throttle is None:
+        from adapters.login_throttle import LoginThrottle
+
         container.throttle = LoginThrottle(container.settings.auth, bans=ban_registry(container))
     return container.throttle
 
@@ -425,6 +435,8 @@ def ban_registry(container: Container) -> BanRegistry:
     """The bans every process on the store shares (issue 8), refreshed in the background
     every ``auth.ban_refresh_seconds``; one per process, closed with the container."""
     if container.bans is None:
+        from adapters.bans import BanRegistry
+
         container.bans = BanRegistry(container.app, container.settings.auth.ban_refresh_seconds)
         container.bans.start()
         container.closers.append(container.bans.close)
@@ -435,6 +447,8 @@ def smtp_service(container: Container, tls_context: ssl.SSLContext,
                  resolver: Resolver | None = None,
                  greylist_clock: Callable[[], float] | None = None) -> SmtpService:
     """Tests pass a fake resolver, and a fake clock for greylisting."""
+    from adapters.smtp.server import SmtpService
+
     return SmtpService(container.app, container.settings, intake(container, resolver), tls_context,
                        login_throttle(container), greylist(container.settings, greylist_clock))
 
@@ -442,6 +456,8 @@ def smtp_service(container: Container, tls_context: ssl.SSLContext,
 def greylist(settings: Settings, clock: Callable[[], float] | None = None) -> Greylist | None:
     """The greylist of ``antiabuse.greylist`` (one per SMTP service, in memory), or None
     when it is off, so the RCPT path does not even ask."""
+    from adapters.smtp.greylist import Greylist
+
     if not settings.antiabuse.greylist.enabled:
         return None
     if clock is None:
@@ -467,11 +483,15 @@ def _read_your_writes(container: Container) -> Callable[[int], None]:
 
 
 def imap_service(container: Container, tls_context: ssl.SSLContext) -> ImapService:
+    from adapters.imap.server import ImapService
+
     return ImapService(container.app, container.mailbox_view, _read_your_writes(container),
                        container.settings, tls_context, login_throttle(container))
 
 
 def pop3_service(container: Container, tls_context: ssl.SSLContext) -> Pop3Service:
+    from adapters.pop3.server import Pop3Service
+
     return Pop3Service(container.app, container.mailbox_view, _read_your_writes(container),
                        container.settings, tls_context, login_throttle(container))
 
@@ -554,6 +574,8 @@ def verify_event_log(container: Container) -> int:
 def dkim_keyring(container: Container) -> DkimKeyring:
     """Each local domain's DKIM keys, sealed in the key store (one keyring per process)."""
     if container.keyring is None:
+        from adapters.smtp.dkim_keys import DkimKeyring
+
         container.keyring = DkimKeyring(container.keystore)
     return container.keyring
 
@@ -561,6 +583,8 @@ def dkim_keyring(container: Container) -> DkimKeyring:
 def domain_dns(container: Container, domain: str) -> str:
     """What ``ledgermail domain dns`` prints: each record in zone-file form with a note,
     then the MTA-STS policy file to serve."""
+    from adapters.smtp.dkim_signing import dns_records, mta_sts_policy, normalise_domain
+
     name = normalise_domain(domain)
     container.app.check_local_domain(name)
     keys = dkim_keyring(container).keys_for(name)
@@ -588,6 +612,12 @@ def queue_worker(container: Container, resolver: Resolver | None = None,
                  https_get: HttpGet | None = None, **overrides: Any) -> QueueWorker:
     """The outbound queue worker ``serve`` runs. Tests pass a fake resolver and HTTPS
     client (the edge of the world) and option overrides such as ``mx_port``."""
+    from adapters.smtp.https_get import https_get as default_https_get
+    from adapters.smtp.mta_sts import PolicyCache
+    from adapters.smtp.queue_worker import QueueWorker, WorkerOptions
+    from adapters.smtp.routing import DnsPythonResolver
+    from domain.application.outbound import RetryPolicy
+
     settings = container.settings
     out = settings.outbound
     options = WorkerOptions(
@@ -615,6 +645,8 @@ def queue_worker(container: Container, resolver: Resolver | None = None,
 def retention_scheduler(container: Container, interval: float | None = None) -> RetentionScheduler:
     """The retention scheduler ``serve`` runs: on the node that leads the projections,
     every ``retention.interval`` seconds (or ``interval``)."""
+    from adapters.retention_scheduler import RetentionScheduler
+
     every = interval if interval is not None else container.settings.retention.interval
     projections = container.projections
     return RetentionScheduler(container.app, every, lambda: projections.is_leading)
@@ -623,6 +655,8 @@ def retention_scheduler(container: Container, interval: float | None = None) -> 
 def unsubscribe_tokens(container: Container) -> UnsubscribeTokens:
     """The one-click unsubscribe tokens (RFC 8058), keyed from the store's master key."""
     if container.unsubscribe is None:
+        from adapters.crypto.unsubscribe_tokens import UnsubscribeTokens
+
         settings = container.settings
         master_key = load_or_create_master_key(settings.master_key_path, settings.master_key or None)
         container.unsubscribe = UnsubscribeTokens(master_key)

@@ -18,14 +18,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from adapters.storage import wakeups
-from adapters.storage.listener import ListenLost, NotificationListener
+
+if TYPE_CHECKING:  # imported on PostgreSQL only: psycopg is not loaded for SQLite (issue 9)
+    from adapters.storage.listener import ListenLost, NotificationListener
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +124,11 @@ class BatchRunner:
         channel = getattr(recorder, "channel_name", None)
         if self._listen_dsn is None or channel is None:
             return None
+        from adapters.storage.listener import NotificationListener
+
         listening = _Listening(NotificationListener(
-            self._listen_dsn, [channel], lambda _channel, _payload: wake.set(), "projections"))
+            self._listen_dsn, [channel], lambda _channel, _payload: wake.set(),
+            f"projections {getattr(recorder.datastore, 'schema', '')}".strip()))
         listening.start(stopping)
         return listening
 
@@ -142,6 +147,8 @@ class _Listening:
         self._thread: threading.Thread | None = None
 
     def start(self, runner_stopping: threading.Event) -> None:
+        from adapters.storage.listener import ListenLost
+
         def listen() -> None:
             try:
                 self.listener.run(self._stopping)

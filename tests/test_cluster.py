@@ -374,22 +374,24 @@ def test_a_sigkill_of_one_node_loses_nothing_it_acknowledged(nodes: list[Node]) 
     assert not missing, (missing, b.text())
 
 
-def test_a_dropped_listen_session_restarts_the_runner_which_catches_up(nodes: list[Node]) -> None:
+def test_a_dropped_listen_session_restarts_the_runner_which_catches_up(nodes: list[Node],
+                                                                      settings: Settings) -> None:
     a, b = nodes
+    session = f"ledgermail-listen projections {settings.store.schema_name}"
     idler = Idler(a)
     try:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             def listeners() -> list[int]:
                 return [row[0] for row in conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
-                    ("ledgermail-listen projections",)).fetchall()]
+                    (session,)).fetchall()]
 
             # Only the leader (A) listens for the projections.
             before = set(listeners())
             assert before, "the leader holds no LISTEN session"
             restarts = a.health()["projection_restarts"]
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE application_name = %s", ("ledgermail-listen projections",))
+                         "WHERE application_name = %s", (session,))
             wait_until(lambda: a.health()["projection_restarts"] > restarts, 10,
                        "the runner notices and restarts")
             wait_until(lambda: set(listeners()) - before, 10, "a new LISTEN session")
@@ -403,11 +405,13 @@ def test_a_dropped_listen_session_restarts_the_runner_which_catches_up(nodes: li
 
 
 
-def test_a_lost_leader_lock_session_hands_the_projections_to_exactly_one_node(nodes: list[Node]) -> None:
+def test_a_lost_leader_lock_session_hands_the_projections_to_exactly_one_node(
+        nodes: list[Node], settings: Settings) -> None:
     a, b = nodes
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         terminated = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE application_name = 'ledgermail-leader'").fetchall()
+                                  "WHERE application_name = %s",
+                                  (f"ledgermail-leader {settings.store.schema_name}",)).fetchall()
     assert terminated == [(True,)]
     # A notices within its check interval and stands by; whichever node wins the lock leads.
     wait_until(lambda: "standing by" in a.log.read_text(), 15, "node a gives up leading")

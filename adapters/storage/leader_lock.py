@@ -12,8 +12,7 @@ import fcntl
 import os
 import zlib
 from pathlib import Path
-
-import psycopg
+from typing import Any
 
 
 class FileLeaderLock:
@@ -43,7 +42,8 @@ class FileLeaderLock:
             self._fd = None
 
 
-#: ``application_name`` of the lock's session (pg_stat_activity shows the leader).
+#: ``application_name`` of the lock's session, followed by the store's schema
+#: (pg_stat_activity shows each installation's leader).
 APPLICATION_NAME = "ledgermail-leader"
 
 
@@ -53,12 +53,15 @@ class PostgresLeaderLock:
     def __init__(self, dsn: str, name: str) -> None:
         self._dsn = dsn
         self._key = zlib.crc32(f"ledgermail-projections:{name}".encode())
-        self._conn: psycopg.Connection | None = None
+        self._application_name = f"{APPLICATION_NAME} {name}"[:63]
+        self._conn: Any = None  # a psycopg.Connection (imported on PostgreSQL only)
 
     def try_acquire(self) -> bool:
         if self._conn is not None:
             return True
-        conn = psycopg.connect(self._dsn, autocommit=True, application_name=APPLICATION_NAME)
+        import psycopg
+
+        conn = psycopg.connect(self._dsn, autocommit=True, application_name=self._application_name)
         if conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0]:
             self._conn = conn
             return True
@@ -70,6 +73,8 @@ class PostgresLeaderLock:
         server released the lock with it, and another node may hold it now."""
         if self._conn is None:
             return False
+        import psycopg
+
         try:
             self._conn.execute("SELECT 1")
         except psycopg.Error:
