@@ -259,6 +259,10 @@ class SqlMailboxView(SqlViewBase):
 
     def purge_stream(self, stream_id: UUID, kind: str, tracking: Tracking) -> None:
         sid = str(stream_id)
+        # The common case first: an erasure marks thousands of copies (issue 9).
+        if kind == "MessageCopy":
+            self._apply(tracking, ("DELETE FROM {p}mv_messages WHERE copy_id=%s", (sid,)))
+            return
         owned = "SELECT mailbox_id FROM {p}mv_mailboxes WHERE account_id=%s"
         account = [
             (f"DELETE FROM {{p}}mv_messages WHERE mailbox_id IN ({owned})", (sid,)),
