@@ -41,13 +41,14 @@ LISTENING_POLL_SECONDS = 1.0
 #: lock dies with its session; another node then takes over).
 LEADER_CHECK_SECONDS = 2.0
 
-
-class LeadershipLost(RuntimeError):
-    """The leader lock's session is gone: another node may be running the projections."""
 #: After a partial batch of at least GATHER_AFTER events, how long to let more writes
 #: gather before the next read.
 GATHER_SECONDS = 0.01
 GATHER_AFTER = 8
+
+
+class LeadershipLost(RuntimeError):
+    """The leader lock's session is gone: another node may be running the projections."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class ProjectionHost:
             except LeadershipLost as error:
                 # Stand by again; whoever holds the lock now runs them (tracking rows
                 # make a batch this node had in flight fail rather than apply twice).
-                self.last_error = f"{type(error).__name__}: {error}"
+                self.last_error = None  # not a fault of this node's: it stands by, healthy
                 log.warning("projections: %s; standing by", error)
                 self._lock.release()
                 return

@@ -428,3 +428,5 @@ def test_a_lost_leader_lock_session_hands_the_projections_to_exactly_one_node(
     for _ in range(10):  # and it stays one
         assert [a.health()["projections_leader"], b.health()["projections_leader"]].count(True) == 1
         time.sleep(0.1)
+    # Standing by is healthy: neither node reports itself degraded.
+    assert (a.health()["status"], b.health()["status"]) == ("ok", "ok")
