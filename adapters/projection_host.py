@@ -73,6 +73,7 @@ class BatchRunner:
         self.app = app
         self._listen_dsn = listen_dsn
         self._leader_lock = leader_lock
+        self._wake: threading.Event | None = None
         self.parts: list[tuple[str, Any, Projection[Any]]] = []
         for spec in specs:
             view = _construct_view(spec, env)
@@ -80,7 +81,7 @@ class BatchRunner:
 
     def run(self, stopping: threading.Event) -> None:
         recorder, mapper, name = self.app.recorder, self.app.mapper, self.app.name
-        wake = wakeups.register(recorder.store_key)
+        wake = self._wake = wakeups.register(recorder.store_key)
         listening = self._listen(recorder, wake, stopping)
         poll = LISTENING_POLL_SECONDS if listening else POLL_SECONDS
         try:
@@ -133,6 +134,11 @@ class BatchRunner:
         listening.start(stopping)
         return listening
 
+    def interrupt(self) -> None:
+        """Cut short the wait for new events (the caller has set ``stopping``)."""
+        if self._wake is not None:
+            self._wake.set()
+
     def close(self) -> None:
         for _, view, _ in self.parts:
             _close_view(view)
@@ -164,9 +170,9 @@ class _Listening:
         self.listener.ready.wait(10)
 
     def stop(self) -> None:
+        """Let the LISTEN thread end (within one wait) and close its session; not joined:
+        stopping a runner must not wait for it."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 def _construct_view(spec: ProjectionSpec, env: dict[str, str]) -> Any:
@@ -199,6 +205,7 @@ class ProjectionHost:
         self.last_error: str | None = None
         #: Times the runner failed (or lost its LISTEN session) and was started again.
         self.restarts = 0
+        self._runner: BatchRunner | None = None
 
     @property
     def is_leading(self) -> bool:
@@ -226,8 +233,8 @@ class ProjectionHost:
             runner = None
             started = time.monotonic()
             try:
-                runner = BatchRunner(self._application_class(self._env), self._specs, self._env,
-                                     self._listen_dsn, self._lock)
+                runner = self._runner = BatchRunner(self._application_class(self._env), self._specs,
+                                                    self._env, self._listen_dsn, self._lock)
                 self.last_error = None
                 runner.run(self._stopping)
             except LeadershipLost as error:
@@ -254,6 +261,9 @@ class ProjectionHost:
         """Stop the runners; False if they did not stop in time (then shared resources
         such as the key store must be left open rather than closed under them)."""
         self._stopping.set()
+        runner = self._runner
+        if runner is not None:
+            runner.interrupt()  # it may be waiting up to a second for events
         for thread in self._threads:
             thread.join(timeout=120)
             if thread.is_alive():

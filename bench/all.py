@@ -34,7 +34,7 @@ A script that is missing, exits without writing its JSON, or crashes is shown as
 
 Run from the repository root, as root (the peers are system packages)::
 
-    python3 bench/all.py                      # every script, 3 runs each (an hour or so)
+    python3 bench/all.py                      # every script, 3 runs each (about 15 minutes on 2 cores)
     python3 bench/all.py --quick --runs 1     # smaller sizes where a script has --quick
     python3 bench/all.py --only smtp,imap
 

@@ -199,7 +199,8 @@ class PostgresKeyStore(SubjectKeyStore):
         return [bytes(r[0]) for r in rows]
 
     def close(self) -> None:
+        # The LISTEN thread sees this within one wait (listener.WAIT_SECONDS) and closes
+        # its session; joining it would hold up every command's exit by that much.
         self._closing.set()
-        self._listening.join(timeout=5)
         with self._conn_lock:
             self._conn.close()

@@ -23,8 +23,9 @@ from psycopg import sql
 
 log = logging.getLogger(__name__)
 
-#: How long one wait for notifications lasts before the loop looks at ``stopping``.
-WAIT_SECONDS = 0.5
+#: How long one wait for notifications lasts before the loop looks at ``stopping``
+#: (so how long a LISTEN session outlives its owner's close).
+WAIT_SECONDS = 0.25
 #: How often an otherwise silent session is asked ``SELECT 1``: a peer that vanished
 #: without a FIN (a pulled cable, a failover) is noticed within this, not at the next
 #: TCP keepalive hours later.
