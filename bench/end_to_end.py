@@ -67,10 +67,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from imap import (  # noqa: E402 - bench/ is not a package; imap.py is beside this file
     LEDGERMAIL,
+    BenchError,
     Imap,
     ImapError,
     descendants,
     listening_pids,
+    progress,
+    sh,
     stop,
     tail,
 )
@@ -156,28 +159,11 @@ relay_transport = error:the benchmark peer delivers locally only
 """
 
 
-class BenchError(Exception):
-    """The benchmark cannot go on; the message says why."""
-
-
 class CheckFailed(Exception):
     """A run finished but its numbers do not match."""
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def progress(text: str) -> None:
-    print(f"  .. {text}", file=sys.stderr, flush=True)
-
-
-def sh(*argv: str | Path, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command; raise BenchError with its output when it fails."""
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kwargs)
-    if done.returncode != 0:
-        raise BenchError(f"{' '.join(map(str, argv))} exited {done.returncode}: "
-                         f"{(done.stderr or done.stdout).strip()[-2000:]}")
-    return done
 
 
 def port_free(port: int) -> bool:
