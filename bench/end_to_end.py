@@ -66,6 +66,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from imap import (  # noqa: E402 - bench/ is not a package; imap.py is beside this file
+    DOVECOT_CONF,
     LEDGERMAIL,
     BenchError,
     Imap,
@@ -90,48 +91,13 @@ POLL = 0.01  # seconds between NOOPs
 FIGURE = "SMTP to visible in IMAP, {n:,} x 4 KiB"
 PEER_NAME = "Postfix+Dovecot LMTP"
 
-#: shared/reference/peers/dovecot.conf with LMTP instead of POP3, on our own ports.
-DOVECOT_CONF = """\
-protocols = {protocols}
-listen = 127.0.0.1
-base_dir = {dir}/run
-state_dir = {dir}/state
-log_path = {dir}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{dir}/mail/%u
-first_valid_uid = {uid}
-default_internal_user = dovecot
-default_login_user = dovenull
-default_internal_group = root
-mail_uid = mail
-mail_gid = mail
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=mail gid=mail home={dir}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  unix_listener lmtp {{
+#: What bench/imap.py's Dovecot configuration (imap.DOVECOT_CONF) gets added for LMTP.
+LMTP_SERVICE = """\
+service lmtp {
+  unix_listener lmtp {
     mode = 0666
-  }}
-}}
-protocol imap {{
-  mail_max_userip_connections = 100
-}}
+  }
+}
 """
 
 MAIN_CF = """\
@@ -316,8 +282,10 @@ class Dovecot:
         os.chown(self.home / "mail", mail.pw_uid, mail.pw_gid)
         self.home.chmod(0o755)
         (self.home / "users").write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}\n" for u in self.users))
-        self.conf.write_text(DOVECOT_CONF.format(dir=self.home, uid=mail.pw_uid, port=self.port,
-                                                 protocols="imap lmtp" if self.lmtp else "imap"))
+        # Dovecot's default limits (1000 clients, 100 processes), as this file used before.
+        self.conf.write_text(DOVECOT_CONF.format(
+            dir=self.home, uid=mail.pw_uid, port=self.port, clients=1000, processes=100,
+            protocols="imap lmtp" if self.lmtp else "imap", extra=LMTP_SERVICE if self.lmtp else ""))
         output = self.home / "dovecot.out"
         with output.open("ab") as out:
             self.process = subprocess.Popen(["dovecot", "-F", "-c", str(self.conf)], stdout=out,

@@ -39,6 +39,7 @@ from tests.outbound_support import ScriptedPeer
 from tests.smtp_support import PASSWORD, add_user, client_context
 from tests.test_api_served import SCOPES
 from tests.test_cli import LEDGERMAIL, command_env, free_port, ledgermail
+from tests.test_outbound_crash import stop as stop_server
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -92,15 +93,7 @@ class Node:
         self.process.wait(30)
 
     def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_server(self)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
